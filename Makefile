@@ -1,0 +1,45 @@
+# Two commands on a fresh machine:  make lab  (tutorial)  and  make test  (whole suite).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU build of torch that this project's CI tests; pip takes it from the local disk here.
+TORCH ?= torch==2.13.0
+
+.PHONY: env lab test lint unit notebooks browser-deps bench clean
+
+env: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e ".[test]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+lab: env
+	$(BIN)/jupyter lab notebooks/
+
+# ruff, unit tests (browser test included), then nbval over every notebook in CI quick mode.
+test: env browser-deps lint unit notebooks
+
+lint: env
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+unit: env
+	$(BIN)/pytest -n 2 --dist loadfile -p no:cacheprovider tests/
+
+notebooks: env
+	ELASTIC_EDU_QUICK=1 $(BIN)/pytest -p no:cacheprovider --nbval-lax --nbval-current-env \
+		--nbval-cell-timeout=600 --nbval-sanitize-with notebooks/sanitize.cfg \
+		-n 2 --dist loadscope notebooks/
+
+browser-deps:
+	bash scripts/install_browser.sh
+
+bench: env
+	$(BIN)/python -m elastic_edu bench --out results/bench-cpu.json
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

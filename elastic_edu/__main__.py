@@ -1,0 +1,3 @@
+from elastic_edu.cli import main
+
+raise SystemExit(main())

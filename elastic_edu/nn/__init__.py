@@ -1,0 +1,20 @@
+"""Einops layers: causal self-attention, linear dispatcher attention, product-key memory.
+
+Slow float64 loop references for tests and notebooks live in `elastic_edu.nn.reference`.
+"""
+
+from elastic_edu.nn.attention import CausalSelfAttention, FeedForward, TransformerBlock
+from elastic_edu.nn.dispatcher import DispatcherAttention, DispatcherBlock, DispatcherOutput
+from elastic_edu.nn.product_keys import ProductKeyMemory, Retrieval, product_key_topk
+
+__all__ = [
+    "CausalSelfAttention",
+    "DispatcherAttention",
+    "DispatcherBlock",
+    "DispatcherOutput",
+    "FeedForward",
+    "ProductKeyMemory",
+    "Retrieval",
+    "TransformerBlock",
+    "product_key_topk",
+]

@@ -1,0 +1,164 @@
+"""Slow, obvious float64 references for the fast layers of `elastic_edu.nn`.
+
+Each function loops over users, heads and queries in Python and writes the softmax by hand, so
+that a reader can check it against the equations line by line; tests and notebooks compare the
+einops layers with them. Use them on small inputs only.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from einops import repeat
+from torch import nn
+
+from elastic_edu.nn.attention import CausalSelfAttention
+from elastic_edu.nn.dispatcher import DispatcherAttention, Projections
+
+
+def _linear(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """x @ W^T + bias in float64."""
+    out = x.double() @ layer.weight.double().T
+    return out if layer.bias is None else out + layer.bias.double()
+
+
+def _layer_norm(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
+    """LayerNorm in float64, written out: (x - mean) / sqrt(var + eps) * weight + bias."""
+    x = x.double()
+    mean = x.mean(dim=-1, keepdim=True)
+    var = ((x - mean) ** 2).mean(dim=-1, keepdim=True)
+    return (x - mean) / torch.sqrt(var + norm.eps) * norm.weight.double() + norm.bias.double()
+
+
+def _attend(query: torch.Tensor, keys: list[torch.Tensor], values: list[torch.Tensor]):
+    """One query vector reads a list of key/value vectors: (weights list, output vector)."""
+    if not keys:
+        raise ValueError("a query has nothing to read")
+    scale = 1.0 / math.sqrt(query.shape[0])
+    scores = [float(query @ key) * scale for key in keys]
+    top = max(scores)
+    exps = [math.exp(s - top) for s in scores]
+    total = sum(exps)
+    weights = [e / total for e in exps]
+    out = torch.zeros_like(values[0])
+    for w, v in zip(weights, values):
+        out = out + w * v
+    return weights, out
+
+
+def _cross_reference(
+    proj: Projections,
+    heads: int,
+    queries: torch.Tensor,
+    context: torch.Tensor,
+    readable: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """queries (b, i, d) read context (b, j, d) where readable (b, i, j) is True.
+
+    Returns out (b, i, d) after to_out and weights (b, h, i, j), unreadable weights 0.
+    """
+    b_size, i_size, dim = queries.shape
+    j_size = context.shape[1]
+    dh = dim // heads
+    q = _linear(proj.to_q, queries)
+    kv = _linear(proj.to_kv, context)
+    key, value = kv[..., :dim], kv[..., dim:]  # to_kv is laid out as (two h d)
+    weights = torch.zeros(b_size, heads, i_size, j_size, dtype=torch.float64)
+    merged = torch.zeros(b_size, i_size, dim, dtype=torch.float64)
+    for b in range(b_size):
+        for h in range(heads):
+            cols = slice(h * dh, (h + 1) * dh)
+            for i in range(i_size):
+                js = [j for j in range(j_size) if readable[b, i, j]]
+                w, out = _attend(
+                    q[b, i, cols], [key[b, j, cols] for j in js], [value[b, j, cols] for j in js]
+                )
+                for j, wj in zip(js, w):
+                    weights[b, h, i, j] = wj
+                merged[b, i, cols] = out
+    return _linear(proj.to_out, merged), weights
+
+
+@torch.no_grad()
+def aggregate_reference(
+    attn: DispatcherAttention, x: torch.Tensor, experts: torch.Tensor, pad: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Loop version of `DispatcherAttention.aggregate`: each expert reads the non-padding
+    positions. x (b, n, d), experts (b, e, d), pad (b, n) -> out (b, e, d), weights (b, h, e, n).
+    """
+    e_size = experts.shape[1]
+    readable = torch.stack([~pad] * e_size, dim=1)  # (b, e, n)
+    return _cross_reference(attn.aggregate_proj, attn.heads, experts, x, readable)
+
+
+@torch.no_grad()
+def dispatch_reference(
+    attn: DispatcherAttention, x: torch.Tensor, experts: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Loop version of `DispatcherAttention.dispatch`: each position reads every expert.
+    x (b, n, d), experts (b, e, d) -> out (b, n, d), weights (b, h, n, e).
+    """
+    b_size, n_size = x.shape[:2]
+    readable = torch.ones(b_size, n_size, experts.shape[1], dtype=torch.bool)
+    return _cross_reference(attn.dispatch_proj, attn.heads, x, experts, readable)
+
+
+@torch.no_grad()
+def dispatcher_reference(
+    attn: DispatcherAttention, x: torch.Tensor, experts: torch.Tensor, pad: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Loop version of `DispatcherAttention.forward` in eval mode: new x (b, n, d), new experts."""
+    h = _layer_norm(attn.norm_x, x)
+    agg, _ = aggregate_reference(attn, h, _layer_norm(attn.norm_e1, experts), pad)
+    experts = experts.double() + agg
+    dis, _ = dispatch_reference(attn, h, _layer_norm(attn.norm_e2, experts))
+    return x.double() + dis, experts
+
+
+@torch.no_grad()
+def causal_attention_reference(
+    attn: CausalSelfAttention, x: torch.Tensor, pad: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Loop version of `CausalSelfAttention`: position t reads the non-padding positions <= t
+    (a padded position reads itself).
+    x (b, n, d), pad (b, n) -> out (b, n, d), weights (b, h, n, n).
+    """
+    b_size, n_size, dim = x.shape
+    dh = dim // attn.heads
+    qkv = _linear(attn.to_qkv, x)  # laid out as (three h d)
+    q, k, v = qkv[..., :dim], qkv[..., dim : 2 * dim], qkv[..., 2 * dim :]
+    weights = torch.zeros(b_size, attn.heads, n_size, n_size, dtype=torch.float64)
+    merged = torch.zeros(b_size, n_size, dim, dtype=torch.float64)
+    for b in range(b_size):
+        for h in range(attn.heads):
+            cols = slice(h * dh, (h + 1) * dh)
+            for t in range(n_size):
+                js = [j for j in range(n_size) if (j <= t and not pad[b, j]) or j == t]
+                w, out = _attend(
+                    q[b, t, cols], [k[b, j, cols] for j in js], [v[b, j, cols] for j in js]
+                )
+                for j, wj in zip(js, w):
+                    weights[b, h, t, j] = wj
+                merged[b, t, cols] = out
+    return _linear(attn.to_out, merged), weights
+
+
+def full_keys(keys1: torch.Tensor, keys2: torch.Tensor) -> torch.Tensor:
+    """All M = m*m product keys (M, d_k): row i*m + j is [keys1[i] ; keys2[j]]."""
+    m = keys1.shape[0]
+    left = repeat(keys1, "i d -> (i j) d", j=m)
+    right = repeat(keys2, "j d -> (i j) d", i=m)
+    return torch.cat([left, right], dim=-1)
+
+
+@torch.no_grad()
+def product_key_bruteforce(
+    q: torch.Tensor, keys1: torch.Tensor, keys2: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k by scoring every one of the M = m*m slots: q (b, d_k) -> scores (b, k), slots (b, k).
+
+    O(M d_k) per user: what the product-key search avoids.
+    """
+    scores = q.double() @ full_keys(keys1, keys2).double().T  # (b, M)
+    return scores.topk(k, dim=-1)  # (b, k) values, (b, k) slot ids

@@ -1,0 +1,255 @@
+"""Plotly figures for the notebooks, widgets and README: plain arrays and dicts in, `go.Figure` out.
+
+Functions never take a model and never call ``fig.show()``; tensors are accepted and converted
+with ``.detach().cpu()``. Every figure uses `TEMPLATE`, a title and axis labels with units.
+
+- `complexity_figure`: the bench JSON (`elastic_edu.bench`) as log-log latency or memory against
+  history length N, with each model's FLOP curve dashed beside its measured points.
+- data: `length_histogram`, `popularity_curve`; training: `training_curves`, `bar_table`;
+  inside a model: `attention_heatmap`, `expert_heatmap`, `assignment_strip`, `slot_usage`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+from plotly.subplots import make_subplots
+
+TEMPLATE = "plotly_white"
+PALETTE = qualitative.Plotly + qualitative.D3
+FLOP_KEY, FAILED_KEY = "FLOPs, scaled at the smallest N", "out of memory / time"
+METRICS = {"latency_ms": ("latency", "ms"), "peak_mb": ("peak memory", "MB")}
+
+
+def _np(x) -> np.ndarray:
+    """Array from a list, numpy array or torch tensor (without importing torch)."""
+    if hasattr(x, "detach"):
+        x = x.detach().float().cpu().numpy()
+    return np.asarray(x)
+
+
+def _layout(fig: go.Figure, title: str, x: str, y: str, **kw) -> go.Figure:
+    fig.update_layout(template=TEMPLATE, title=title, xaxis_title=x, yaxis_title=y, **kw)
+    return fig
+
+
+def complexity_figure(
+    bench: dict, metric: str = "latency_ms", mode: str = "inference", flops: bool = True
+) -> go.Figure:
+    """Log-log `metric` ("latency_ms" or "peak_mb") against N for every model of one `mode`.
+
+    Solid lines: measured ok points. Dashed (same colour, same axis): the model's FLOPs scaled
+    so that they equal its measurement at its smallest measured N, so the slopes compare
+    directly. Crosses: points that ran out of memory or time, drawn where the FLOP curve
+    projects them from the model's largest measured N (their value was never measured).
+    """
+    if metric not in METRICS:
+        raise ValueError(f"metric={metric!r}: choose one of {sorted(METRICS)}")
+    name, unit = METRICS[metric]
+    points = [p for p in bench["points"] if p["mode"] == mode]
+    labels = list(dict.fromkeys(p["model"] for p in points))
+    fig = go.Figure()
+    for i, label in enumerate(labels):
+        color = PALETTE[i % len(PALETTE)]
+        pts = sorted((p for p in points if p["model"] == label), key=lambda p: p["n"])
+        ok = [p for p in pts if p["status"] == "ok" and (p.get(metric) or 0) > 0]
+        fig.add_trace(go.Scatter(
+            x=[p["n"] for p in ok], y=[p[metric] for p in ok], name=label, legendgroup=label,
+            mode="lines+markers", line={"color": color},
+            hovertemplate=f"{label}<br>N=%{{x}}<br>%{{y:.3g}} {unit}<extra></extra>",
+        ))  # fmt: skip
+        counted = [p for p in pts if p.get("flops")]
+        scale = ok[0][metric] / ok[0]["flops"] if ok and ok[0].get("flops") else None
+        if flops and scale and counted:
+            fig.add_trace(go.Scatter(
+                x=[p["n"] for p in counted], y=[p["flops"] * scale for p in counted],
+                name=f"{label} FLOPs", legendgroup=label, showlegend=False, mode="lines",
+                line={"color": color, "dash": "dash", "width": 1},
+                customdata=[p["flops"] for p in counted],
+                hovertemplate=f"{label}<br>N=%{{x}}<br>%{{customdata:.3g}} FLOP<extra></extra>",
+            ))  # fmt: skip
+        failed = [p for p in pts if p["status"] != "ok"]
+        if failed:
+            last = ok[-1] if ok else None
+            fig.add_trace(go.Scatter(
+                x=[p["n"] for p in failed], y=[_project(last, p, metric) for p in failed],
+                name=f"{label} failed", legendgroup=label, showlegend=False, mode="markers",
+                marker={"color": color, "symbol": "x-open", "size": 11},
+                text=[p["status"] for p in failed],
+                hovertemplate=f"{label}<br>N=%{{x}}: %{{text}} (FLOP-projected)<extra></extra>",
+            ))  # fmt: skip
+    if flops:  # legend keys for the dashed curves and the crosses
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=FLOP_KEY,
+                                 line={"color": "grey", "dash": "dash"}))  # fmt: skip
+    if any(p["status"] != "ok" for p in points):
+        cross = {"color": "grey", "symbol": "x-open", "size": 11}
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=FAILED_KEY, marker=cross))
+    s = bench.get("settings", {})
+    where = bench.get("device_name") or bench.get("device", "")
+    title = (f"{name.capitalize()} against history length, {mode} "
+             f"({where}, batch {s.get('batch', '?')}, {s.get('dtype', '')})")  # fmt: skip
+    _layout(fig, title, "history length N (items)", f"{name} ({unit})")
+    fig.update_xaxes(type="log")
+    fig.update_yaxes(type="log")
+    return fig
+
+
+def _project(last: dict | None, p: dict, metric: str) -> float:
+    """Where a failed point is drawn: the last measured value times the FLOP ratio."""
+    if last is None:
+        return 1.0
+    if p.get("flops") and last.get("flops"):
+        return last[metric] * p["flops"] / last["flops"]
+    return last[metric]
+
+
+def length_histogram(lengths, nbins: int = 50, title: str = "History lengths") -> go.Figure:
+    """Histogram of per-user sequence lengths (items), median and max in the title."""
+    x = _np(lengths)
+    fig = go.Figure(go.Histogram(x=x, nbinsx=nbins, name="users"))
+    title = f"{title}: median {np.median(x):.0f}, mean {x.mean():.0f}, max {x.max():.0f}"
+    return _layout(fig, title, "history length (items)", "users", bargap=0.05)
+
+
+def popularity_curve(counts, title: str = "Item popularity") -> go.Figure:
+    """Interactions per item against popularity rank, log-log; the head's share in the title."""
+    c = np.sort(_np(counts).astype(float))[::-1]
+    c = c[c > 0]
+    top = max(1, math.ceil(0.1 * len(c)))
+    share = c[:top].sum() / max(c.sum(), 1.0)
+    fig = go.Figure(go.Scatter(x=np.arange(1, len(c) + 1), y=c, mode="lines", name="items"))
+    _layout(fig, f"{title}: the top 10% of items hold {share:.0%} of interactions",
+            "popularity rank", "interactions")  # fmt: skip
+    fig.update_xaxes(type="log")
+    fig.update_yaxes(type="log")
+    return fig
+
+
+def training_curves(
+    histories: dict[str, list[dict]], metric: str = "valid_NDCG@10", loss: str | None = "loss"
+) -> go.Figure:
+    """Per-epoch `metric` (left) and training `loss` (right) for each labelled history.
+
+    histories: label -> rows such as `elastic_edu.train.fit` writes ({"epoch", "loss", ...});
+    rows without the metric (epochs without validation) are skipped.
+    """
+    cols = 2 if loss else 1
+    fig = make_subplots(rows=1, cols=cols, subplot_titles=[metric, loss][:cols])
+    for i, (label, rows) in enumerate(histories.items()):
+        color = PALETTE[i % len(PALETTE)]
+        for col, key in enumerate([metric, loss][:cols], start=1):
+            have = [(r.get("epoch", j), r[key]) for j, r in enumerate(rows) if key in r]
+            fig.add_trace(go.Scatter(
+                x=[e for e, _ in have], y=[v for _, v in have], name=label, legendgroup=label,
+                showlegend=col == 1, mode="lines+markers", line={"color": color},
+            ), row=1, col=col)  # fmt: skip
+            fig.update_xaxes(title_text="epoch", row=1, col=col)
+    fig.update_yaxes(title_text=metric, row=1, col=1)
+    if loss:
+        fig.update_yaxes(title_text=f"{loss} (cross-entropy, nats)", row=1, col=2)
+    return fig.update_layout(template=TEMPLATE, title="Training curves")
+
+
+def bar_table(
+    rows: dict[str, dict[str, float]],
+    metrics: list[str] | None = None,
+    errors: dict[str, dict[str, float]] | None = None,
+    title: str = "Test metrics",
+) -> go.Figure:
+    """Grouped bars: one group per metric, one bar per label (optional error bars)."""
+    metrics = metrics or list(next(iter(rows.values())))
+    fig = go.Figure()
+    for i, (label, values) in enumerate(rows.items()):
+        err = [errors[label].get(m) for m in metrics] if errors and label in errors else None
+        fig.add_trace(go.Bar(
+            x=metrics, y=[values.get(m) for m in metrics], name=label,
+            marker_color=PALETTE[i % len(PALETTE)],
+            error_y={"type": "data", "array": err} if err else None,
+        ))  # fmt: skip
+    return _layout(fig, title, "metric", "value", barmode="group")
+
+
+def attention_heatmap(weights, title: str = "Attention weights", labels=None) -> go.Figure:
+    """(n, n) weights: row = query position, column = key position it reads."""
+    w = _np(weights)
+    if w.ndim != 2 or w.shape[0] != w.shape[1]:
+        raise ValueError(f"weights must be (n, n), got {w.shape}")
+    fig = go.Figure(go.Heatmap(
+        z=w, colorscale="Blues", colorbar={"title": "weight"},
+        hovertemplate="query %{y} reads key %{x}: %{z:.3f}<extra></extra>",
+    ))  # fmt: skip
+    _layout(fig, title, "key position (item read)", "query position")
+    fig.update_yaxes(autorange="reversed")
+    if labels is not None:
+        fig.update_traces(text=[[str(lab) for lab in labels]] * len(w))
+    return fig
+
+
+def expert_heatmap(
+    aggregate, item_labels=None, title: str = "What each expert reads (aggregate weights)"
+) -> go.Figure:
+    """(e, n) aggregate weights of one user (heads averaged): row = expert, column = position."""
+    a = _np(aggregate)
+    if a.ndim != 2:
+        raise ValueError(f"aggregate must be (e, n), got {a.shape}")
+    text = None if item_labels is None else [[str(x) for x in item_labels]] * a.shape[0]
+    fig = go.Figure(go.Heatmap(
+        z=a, y=[f"expert {e}" for e in range(a.shape[0])], colorscale="Viridis",
+        colorbar={"title": "weight"}, text=text,
+        hovertemplate="%{y} reads position %{x}" + (": %{text}" if text else "")
+        + "<br>weight %{z:.3f}<extra></extra>",
+    ))  # fmt: skip
+    return _layout(fig, title, "history position (oldest left)", "expert")
+
+
+def _discrete_scale(k: int) -> list:
+    """A stepwise colorscale with `k` flat bands for integer values 0..k-1."""
+    k = max(k, 1)
+    out = []
+    for i in range(k):
+        c = PALETTE[i % len(PALETTE)]
+        out += [[i / k, c], [(i + 1) / k, c]]
+    return out
+
+
+def assignment_strip(
+    assign, labels=None, planted=None, planted_labels=None, title: str = "Expert assignment"
+) -> go.Figure:
+    """(n,) expert per position (argmax of dispatch weights); optionally planted labels below.
+
+    labels: names of the experts (hover); planted (n,): ground-truth interest per position.
+    """
+    rows = [("expert", _np(assign).astype(int), labels)]
+    if planted is not None:
+        rows.append(("planted", _np(planted).astype(int), planted_labels))
+    fig = make_subplots(rows=len(rows), cols=1, shared_xaxes=True, vertical_spacing=0.08)
+    for r, (name, values, names) in enumerate(rows, start=1):
+        k = int(values.max()) + 1 if values.size else 1
+        text = [[str(names[v]) if names is not None else str(v) for v in values]]
+        fig.add_trace(go.Heatmap(
+            z=[values], y=[name], zmin=-0.5, zmax=k - 0.5, colorscale=_discrete_scale(k),
+            showscale=False, text=text, name=name,
+            hovertemplate=f"position %{{x}}: {name} %{{text}}<extra></extra>",
+        ), row=r, col=1)  # fmt: skip
+    fig.update_xaxes(title_text="history position (oldest left)", row=len(rows), col=1)
+    return fig.update_layout(template=TEMPLATE, title=title, height=160 + 70 * len(rows))
+
+
+def slot_usage(counts, title: str = "Memory slot usage") -> go.Figure:
+    """Retrievals per memory slot, sorted; fraction of slots used and entropy in the title.
+
+    Entropy is of the retrieval distribution in nats; log M is its maximum (uniform use).
+    """
+    c = _np(counts).astype(float).ravel()
+    m = len(c)
+    p = c / c.sum() if c.sum() > 0 else np.zeros_like(c)
+    entropy = float(-(p[p > 0] * np.log(p[p > 0])).sum())
+    used = float((c > 0).mean()) if m else 0.0
+    fig = go.Figure(go.Scatter(x=np.arange(1, m + 1), y=np.sort(c)[::-1], mode="lines",
+                               name="slots", fill="tozeroy"))  # fmt: skip
+    title = (f"{title}: {used:.1%} of {m} slots used, entropy {entropy:.2f} of "
+             f"log M = {math.log(max(m, 1)):.2f} nats")  # fmt: skip
+    return _layout(fig, title, "slot rank (most used first)", "retrievals")

@@ -1,0 +1,64 @@
+"""Shared fixtures: offline MovieLens 100K, the tiny atomic fixture, a local HTTP server."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+
+from elastic_edu.paths import find_atomic
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def ml100k_dir() -> Path:
+    """MovieLens 100K as RecBole atomic files (``../shared/data`` or $ELASTIC_EDU_ATOMIC)."""
+    folder = find_atomic("ml-100k")
+    if folder is None:
+        pytest.skip(
+            "ml-100k atomic files not found: set ELASTIC_EDU_ATOMIC or provide ../shared/data "
+            "(CI has ../shared/data/ml-100k)"
+        )
+    return folder
+
+
+@pytest.fixture
+def tiny_dir() -> Path:
+    """A made-up six-event atomic data set with an item file (tests/fixtures/tiny)."""
+    return FIXTURES / "tiny"
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 - the stdlib's signature
+        pass
+
+
+@pytest.fixture
+def http_root(tmp_path):
+    """A local HTTP server on 127.0.0.1 serving a fresh folder: yields (base_url, folder)."""
+    root = tmp_path / "served"
+    root.mkdir()
+    handler = functools.partial(_QuietHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", root
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture
+def closed_url() -> str:
+    """A URL on a local port nobody listens on (connection refused)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/ml-100k.zip"

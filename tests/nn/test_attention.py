@@ -1,0 +1,92 @@
+"""Causal self-attention (SASRec's layer): loop reference, back-ends, causality, masks, errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from elastic_edu.nn import CausalSelfAttention, TransformerBlock
+from elastic_edu.nn.attention import attention_mask
+from elastic_edu.nn.reference import causal_attention_reference
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.detach().double(), b.detach().double()
+    return float((a - b).norm() / b.norm())
+
+
+def inputs(b=3, n=8, dim=12, padded=True, dtype=torch.float64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(b, n, dim, generator=g, dtype=dtype)
+    pad = torch.zeros(b, n, dtype=torch.bool)
+    if padded:
+        for row in range(b):
+            pad[row, : 2 * row] = True
+    return x, pad
+
+
+def randomised_attention(dim=12, heads=3, backend="naive") -> CausalSelfAttention:
+    torch.manual_seed(0)
+    attn = CausalSelfAttention(dim, heads, backend=backend).double().eval()
+    with torch.no_grad():
+        for p in attn.parameters():
+            p.normal_(std=0.5)
+    return attn
+
+
+@pytest.mark.parametrize("padded", [False, True])
+@pytest.mark.parametrize("heads", [1, 3])
+def test_einsum_path_matches_loop_reference(padded, heads):
+    attn = randomised_attention(heads=heads)
+    x, pad = inputs(padded=padded)
+    out, weights = attn(x, pad, return_weights=True)
+    ref_out, ref_weights = causal_attention_reference(attn, x, pad)
+    assert weights.shape == (3, heads, 8, 8)
+    assert rel_err(out, ref_out) <= 1e-10
+    assert rel_err(weights, ref_weights) <= 1e-10
+
+
+@pytest.mark.parametrize(
+    ("dtype", "tol"), [(torch.float64, 1e-12), (torch.float32, 1e-5)], ids=["f64", "f32"]
+)
+def test_naive_equals_sdpa(dtype, tol):
+    naive = randomised_attention(backend="naive").to(dtype)
+    sdpa = CausalSelfAttention(12, 3, backend="sdpa").to(dtype).eval()
+    sdpa.load_state_dict(naive.state_dict())
+    x, pad = inputs(dtype=dtype)
+    out_sdpa, none = sdpa(x, pad)
+    assert none is None
+    torch.testing.assert_close(out_sdpa, naive(x, pad)[0], rtol=tol, atol=tol)
+    # asking for weights uses the einsum path on either back-end
+    torch.testing.assert_close(sdpa(x, pad, True)[1], naive(x, pad, True)[1])
+
+
+@pytest.mark.parametrize("backend", ["naive", "sdpa"])
+def test_causal_future_does_not_leak(backend):
+    torch.manual_seed(0)
+    block = TransformerBlock(12, 3, backend=backend).double().eval()
+    x, pad = inputs()
+    t = 4
+    changed = x.clone()
+    changed[:, t + 1 :] = torch.randn_like(changed[:, t + 1 :])
+    a, _ = block(x, pad)
+    b, _ = block(changed, pad)
+    torch.testing.assert_close(a[:, : t + 1], b[:, : t + 1], rtol=1e-12, atol=1e-12)
+    assert not torch.allclose(a[:, t + 1 :], b[:, t + 1 :])
+
+
+def test_attention_mask():
+    pad = torch.tensor([[True, False, False], [False, False, False]])
+    mask = attention_mask(pad)
+    assert mask.shape == (2, 1, 3, 3)
+    expected = torch.tensor([[1, 0, 0], [0, 1, 0], [0, 1, 1]], dtype=torch.bool)
+    assert torch.equal(mask[0, 0], expected)  # padded key 0 only readable by itself
+    assert torch.equal(mask[1, 0], torch.ones(3, 3, dtype=torch.bool).tril())
+    assert torch.equal(attention_mask(pad, causal=False)[1, 0], torch.ones(3, 3, dtype=torch.bool))
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="not divisible by heads"):
+        CausalSelfAttention(10, 3)
+    with pytest.raises(ValueError, match="backend"):
+        CausalSelfAttention(12, 3, backend="flash")

@@ -1,0 +1,105 @@
+"""Every figure of elastic_edu.viz builds from small arrays and holds the expected traces."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+import torch
+
+from elastic_edu import viz
+
+
+def _bench() -> dict:
+    points = []
+    for n in (128, 256, 512, 1024):
+        for model, lat in (("sasrec-naive", n**2 / 1e4), ("elastic-k32", n / 10)):
+            status = "oom" if model == "sasrec-naive" and n == 1024 else "ok"
+            points.append({
+                "model": model, "n": n, "batch": 4, "mode": "inference", "flops": 10 * lat,
+                "latency_ms": lat if status == "ok" else None,
+                "peak_mb": lat / 2 if status == "ok" else None, "status": status,
+            })  # fmt: skip
+    return {"device_name": "test CPU", "settings": {"batch": 4, "dtype": "float32"},
+            "points": points}  # fmt: skip
+
+
+def _names(fig: go.Figure) -> list[str]:
+    return [t.name for t in fig.data]
+
+
+@pytest.mark.parametrize("metric", ["latency_ms", "peak_mb"])
+def test_complexity_figure(metric):
+    fig = viz.complexity_figure(_bench(), metric=metric)
+    names = _names(fig)
+    for expected in ("sasrec-naive", "sasrec-naive FLOPs", "sasrec-naive failed", "elastic-k32",
+                     "elastic-k32 FLOPs", viz.FLOP_KEY, viz.FAILED_KEY):  # fmt: skip
+        assert expected in names
+    assert fig.layout.xaxis.type == "log" and fig.layout.yaxis.type == "log"
+    assert "(ms)" in fig.layout.yaxis.title.text or "(MB)" in fig.layout.yaxis.title.text
+    flop = fig.data[names.index("elastic-k32 FLOPs")]
+    measured = fig.data[names.index("elastic-k32")]
+    assert flop.y[0] == pytest.approx(measured.y[0])  # aligned at the smallest N
+    assert flop.line.dash == "dash"
+    failed = fig.data[names.index("sasrec-naive failed")]
+    assert list(failed.x) == [1024] and list(failed.text) == ["oom"]
+    last = fig.data[names.index("sasrec-naive")].y[-1]
+    assert failed.y[0] == pytest.approx(last * 4)  # FLOP-projected: (1024 / 512)^2
+    assert "elastic-k32 FLOPs" not in _names(viz.complexity_figure(_bench(), flops=False))
+
+
+def test_complexity_figure_rejects_unknown_metric():
+    with pytest.raises(ValueError, match="metric"):
+        viz.complexity_figure(_bench(), metric="seconds")
+
+
+def test_data_figures():
+    lengths = np.array([3, 5, 5, 8, 20, 100])
+    fig = viz.length_histogram(lengths)
+    assert isinstance(fig.data[0], go.Histogram) and "median 6" in fig.layout.title.text
+    fig = viz.popularity_curve([0, 1, 10, 100, 5])
+    assert list(fig.data[0].y) == [100, 10, 5, 1]  # sorted, zeros dropped for the log axis
+    assert fig.layout.xaxis.type == "log"
+
+
+def test_training_curves_and_bars():
+    hist = {
+        "sasrec": [{"epoch": 1, "loss": 5.0, "valid_NDCG@10": 0.1}, {"epoch": 2, "loss": 4.0}],
+        "elastic": [{"epoch": 1, "loss": 5.5, "valid_NDCG@10": 0.12}],
+    }
+    fig = viz.training_curves(hist)
+    assert _names(fig) == ["sasrec", "sasrec", "elastic", "elastic"]
+    assert list(fig.data[0].x) == [1] and list(fig.data[1].y) == [5.0, 4.0]
+    assert len(viz.training_curves(hist, loss=None).data) == 2
+    fig = viz.bar_table({"a": {"HR@10": 0.2, "NDCG@10": 0.1}, "b": {"HR@10": 0.3, "NDCG@10": 0.2}},
+                        errors={"a": {"HR@10": 0.01, "NDCG@10": 0.02}})  # fmt: skip
+    assert _names(fig) == ["a", "b"] and list(fig.data[0].error_y.array) == [0.01, 0.02]
+
+
+def test_weight_heatmaps_take_tensors_and_arrays():
+    w = torch.softmax(torch.randn(6, 6), dim=-1)
+    fig = viz.attention_heatmap(w, "layer 1")
+    assert np.asarray(fig.data[0].z).shape == (6, 6) and fig.layout.title.text == "layer 1"
+    with pytest.raises(ValueError):
+        viz.attention_heatmap(np.ones((2, 3)))
+    fig = viz.expert_heatmap(np.random.rand(4, 10), item_labels=[f"item {i}" for i in range(10)])
+    assert list(fig.data[0].y) == [f"expert {e}" for e in range(4)]
+    assert fig.data[0].text[0][3] == "item 3"
+
+
+def test_assignment_strip_with_planted_labels():
+    assign = np.array([0, 0, 2, 2, 1])
+    fig = viz.assignment_strip(assign, labels=["a", "b", "c"])
+    assert _names(fig) == ["expert"] and list(fig.data[0].text[0]) == ["a", "a", "c", "c", "b"]
+    fig = viz.assignment_strip(torch.tensor(assign), planted=np.array([1, 1, 0, 0, 0]))
+    assert _names(fig) == ["expert", "planted"]
+    assert list(fig.data[1].z[0]) == [1, 1, 0, 0, 0]
+
+
+def test_slot_usage_title_reports_usage_and_entropy():
+    fig = viz.slot_usage(np.array([0, 5, 5, 0]))
+    assert list(fig.data[0].y) == [5, 5, 0, 0]
+    title = fig.layout.title.text
+    assert "50.0% of 4 slots" in title and f"entropy {math.log(2):.2f}" in title
