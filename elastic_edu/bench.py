@@ -1,4 +1,4 @@
-"""Latency, peak memory and FLOPs against history length N: ELASTIC versus SASRec.
+r"""Latency, peak memory and FLOPs against history length N: ELASTIC versus SASRec.
 
 **paper** (arXiv 2408.09380): self-attention costs O(N^2) time and memory; ELASTIC's linear
 dispatcher attention over k interest experts is linear in N, with up to 90% less GPU memory and
@@ -239,7 +239,9 @@ def _mem_available_mb() -> float | None:
 def run_bench(s: dict, out: str | None = None, log=print) -> dict:
     """Measure every (mode, n, model) point of settings `s`; write `out` after each point.
 
-    Models are interleaved at each n, so the ratios at one n are measured close in time.
+    Models are interleaved at each n, so the ratios at one n are measured close in time. On CPU
+    each point runs in a forkserver process: a script calling this needs the usual
+    ``if __name__ == "__main__":`` guard (the CLI, pytest and notebooks need nothing).
     """
     device = choose_device(s["device"])
     variants = expand_models(s["models"], s["ks"])
@@ -254,7 +256,10 @@ def run_bench(s: dict, out: str | None = None, log=print) -> dict:
     ctx = None
     if device.type == "cpu":
         ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(["elastic_edu.bench", "elastic_edu.models.elastic"])
+        # torch._dynamo: imported lazily by the first optimizer, 2 s in every fresh process
+        ctx.set_forkserver_preload(
+            ["elastic_edu.bench", "elastic_edu.models.elastic", "torch._dynamo"]
+        )
     failed: dict[tuple[str, str], str] = {}
     total, done = len(s["modes"]) * len(s["lengths"]) * len(variants), 0
     for mode in s["modes"]:
@@ -375,7 +380,9 @@ def summarise(bench: dict, slope_from: int = 2048, ratio_at=(2048, 4096, 8192)) 
 
 def format_summary(summary: dict) -> str:
     """The printed table: slopes, then speed-up and memory share against each SASRec."""
-    f = lambda x, spec: "-" if x is None or not math.isfinite(x) else format(x, spec)
+    f = lambda x, spec, unit="": (
+        "-" if x is None or not math.isfinite(x) else format(x, spec) + unit
+    )
     head = f"{'model':<14} {'mode':<10} {'N range':<12} {'latency':>8} {'memory':>8}"
     lines = [f"log-log slope over N >= {summary['slope_from']} (else the longest)", head]
     for label, by_mode in summary["slopes"].items():
@@ -394,8 +401,8 @@ def format_summary(summary: dict) -> str:
                 x = [r.get(n, r.get(str(n), {})) for n in ns]  # int keys, or str from JSON
                 mem = [None if q.get("memory") is None else 100 * q["memory"] for q in x]
                 lines.append(f"{label:<14} {base:<13} {mode:<10} "
-                             + "".join(f"{f(q.get('speedup'), '.1f'):>8}x" for q in x)
-                             + "".join(f"{f(m, '.1f'):>9}%" for m in mem))  # fmt: skip
+                             + "".join(f"{f(q.get('speedup'), '.1f', 'x'):>9}" for q in x)
+                             + "".join(f"{f(m, '.1f', '%'):>10}" for m in mem))  # fmt: skip
     return "\n".join(lines)
 
 

@@ -37,6 +37,8 @@ def default_configs(model: str, num_items: int, **overrides) -> tuple[ModelConfi
     mkw = {k: v for k, v in overrides.items() if k in mfields and v is not None}
     tkw = {k: v for k, v in overrides.items() if k in tfields and v is not None}
     tkw.setdefault("objective", DEFAULT_OBJECTIVE[model])
+    if tkw["objective"] == "cut":
+        tkw.setdefault("cuts_per_user", 32)  # random cuts see fewer targets than all positions
     return ModelConfig(model=model, num_items=num_items, **mkw), TrainConfig(**tkw)
 
 

@@ -49,12 +49,16 @@ class CausalSelfAttention(nn.Module):
         q, k, v = rearrange(
             self.to_qkv(x), "b n (three h d) -> three b h n d", three=3, h=self.heads
         )
-        mask = attention_mask(pad, causal=True)
         p = self.dropout if self.training else 0.0
         if self.backend == "sdpa" and not return_weights:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+            if pad.any():
+                mask = attention_mask(pad, causal=True)
+                out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+            else:  # no padding: the causal flag alone lets torch pick its flash kernel
+                out = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p)
             weights = None
         else:
+            mask = attention_mask(pad, causal=True)
             sim = einsum(q, k, "b h n d, b h m d -> b h n m") * q.shape[-1] ** -0.5
             sim = sim.masked_fill(~mask, float("-inf"))
             weights = sim.softmax(dim=-1)  # (b, h, n, m)

@@ -1,0 +1,85 @@
+"""Reading a trained model: expert assignments, agreement with planted interests, slot usage.
+
+- `expert_assignments`: argmax over experts of the dispatch weights, per position (b, n).
+- `nmi`: normalised mutual information between two labelings (arithmetic normalisation,
+  as scikit-learn's default), with `shuffled_nmi` as the chance baseline.
+- `slot_counts`: how often each memory slot is retrieved over a set of histories.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from einops import reduce
+
+from elastic_edu.data.sequences import pad_left
+
+
+def _entropy(counts: np.ndarray) -> float:
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log(p)).sum())
+
+
+def nmi(a, b) -> float:
+    """Normalised mutual information I(a; b) / mean(H(a), H(b)) of two equal-length labelings.
+
+    1 means one labeling determines the other; near 0 means independent. Two constant
+    labelings give 1.0 (identical partitions), one constant labeling gives 0.0.
+    """
+    a, b = np.asarray(a).ravel(), np.asarray(b).ravel()
+    if a.shape != b.shape or a.size == 0:
+        raise ValueError(f"labelings must be non-empty and equally long: {a.shape} vs {b.shape}")
+    _, ai = np.unique(a, return_inverse=True)
+    _, bi = np.unique(b, return_inverse=True)
+    joint = np.zeros((ai.max() + 1, bi.max() + 1))
+    np.add.at(joint, (ai, bi), 1.0)
+    ha, hb = _entropy(joint.sum(1)), _entropy(joint.sum(0))
+    if ha == 0.0 and hb == 0.0:
+        return 1.0
+    if ha == 0.0 or hb == 0.0:
+        return 0.0
+    mi = ha + hb - _entropy(joint.ravel())
+    return float(max(mi, 0.0) / ((ha + hb) / 2))
+
+
+def shuffled_nmi(a, b, repeats: int = 10, seed: int = 0) -> float:
+    """Mean NMI after shuffling `b`: what chance agreement looks like for these label counts."""
+    rng = np.random.default_rng(seed)
+    b = np.asarray(b).ravel()
+    return float(np.mean([nmi(a, rng.permutation(b)) for _ in range(repeats)]))
+
+
+@torch.no_grad()
+def expert_assignments(model, histories: list[np.ndarray], layer: int = -1) -> list[np.ndarray]:
+    """Each history item's expert: argmax over e of the dispatch weights, summed over heads.
+
+    Returns one int array per history (the last `max_len` items, unpadded).
+    """
+    model.eval()
+    out = []
+    for h in histories:
+        items = pad_left([h], model.config.max_len).to(model.device)
+        weights = model.encode(items, return_weights=True).dispatch[layer]  # (b, h, n, e)
+        summed = reduce(weights, "b h n e -> b n e", "sum")
+        out.append(summed[0].argmax(-1).cpu().numpy())
+    return out
+
+
+@torch.no_grad()
+def slot_counts(model, histories: list[np.ndarray], batch_size: int = 256) -> np.ndarray:
+    """How many times each of the M memory slots is retrieved over `histories` (int64 (M,))."""
+    model.eval()
+    counts = torch.zeros(model.memory.num_slots, dtype=torch.long)
+    for start in range(0, len(histories), batch_size):
+        items = pad_left(histories[start : start + batch_size], model.config.max_len)
+        slots = model.encode(items.to(model.device)).slots  # (b, e)
+        counts += torch.bincount(slots.flatten().cpu(), minlength=len(counts))
+    return counts.numpy()
+
+
+def usage_stats(counts) -> dict:
+    """Fraction of slots ever used, and usage entropy relative to uniform over all slots."""
+    counts = np.asarray(counts, dtype=np.float64)
+    used = float((counts > 0).mean())
+    ent = _entropy(counts) if counts.sum() > 0 else 0.0
+    return {"fraction_used": used, "entropy": ent, "relative_entropy": ent / np.log(len(counts))}

@@ -1,0 +1,187 @@
+"""ComplexityExplorer: measure SASRec and ELASTIC at a history length N, live and small.
+
+**paper** (arXiv 2408.09380): self-attention costs O(N^2) time and memory, ELASTIC's linear
+dispatcher attention O(N k). A slider picks N; each move runs one inference forward pass
+(`encode` under ``inference_mode``) of two small models in this process and adds the point to a
+log-log plot. **our decisions**: latency is the median of `repeats` runs after one warm-up
+(fewer when a run is slow, so nothing blocks for long); memory is the peak of the bytes held by
+tensors the forward pass allocates (`PeakMemory`), which on CPU and GPU alike counts what the
+attention maps cost, without the process-wide high-water mark that a long-lived notebook kernel
+has already raised. The full study, in fresh processes, is `python -m elastic_edu bench`.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+import weakref
+
+import ipywidgets as widgets
+import plotly.graph_objects as go
+import torch
+from plotly.subplots import make_subplots
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+
+from elastic_edu import viz
+from elastic_edu.config import ModelConfig
+from elastic_edu.models import build_model
+
+MODELS = ("SASRec", "ELASTIC")
+
+
+class PeakMemory(TorchDispatchMode):
+    """Peak bytes of the tensors allocated inside the ``with`` block (inputs and weights excluded).
+
+    Every op's new output storage is counted when created and uncounted when freed (a weakref
+    finalizer on the storage), so `peak` is the high-water mark of live intermediate tensors.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.live = self.peak = 0
+        self._alive: dict[int, weakref.finalize] = {}
+
+    def _free(self, ptr: int, nbytes: int) -> None:
+        self._alive.pop(ptr, None)
+        self.live -= nbytes
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        inputs = {t.untyped_storage().data_ptr() for t in tree_leaves((args, kwargs))
+                  if isinstance(t, torch.Tensor)}  # fmt: skip
+        for t in tree_leaves(out):
+            if not isinstance(t, torch.Tensor):
+                continue
+            storage = t.untyped_storage()
+            ptr, nbytes = storage.data_ptr(), storage.nbytes()
+            if nbytes == 0 or ptr in inputs or ptr in self._alive:
+                continue  # a view of an input, or a storage already counted
+            self._alive[ptr] = weakref.finalize(storage, self._free, ptr, nbytes)
+            self.live += nbytes
+            self.peak = max(self.peak, self.live)
+        return out
+
+
+def small_models(
+    max_len: int, dim: int = 32, heads: int = 2, layers: int = 2, experts: int = 16
+) -> dict[str, torch.nn.Module]:
+    """SASRec with naive attention (materialises N x N, as the original) and ELASTIC, eval mode."""
+    common = dict(num_items=1000, max_len=max_len, dim=dim, heads=heads, layers=layers,
+                  dropout=0.0)  # fmt: skip
+    configs = {
+        "SASRec": ModelConfig(model="sasrec", attention="naive", **common),
+        "ELASTIC": ModelConfig(model="elastic", experts=experts, subkeys=32,
+                               candidates=experts, key_dim=32, **common),
+    }  # fmt: skip
+    return {name: build_model(c).eval() for name, c in configs.items()}
+
+
+def measure_point(
+    model, n: int, batch: int = 1, repeats: int = 3, budget_s: float = 2.0, seed: int = 0
+) -> dict:
+    """Inference latency (ms, median) and peak tensor memory (MB) of `model.encode` at length n.
+
+    Repeats stop early once the runs have taken `budget_s` seconds (at least one timed run).
+    """
+    gen = torch.Generator().manual_seed(seed + n)
+    items = torch.randint(1, model.config.num_items + 1, (batch, n), generator=gen)
+    items = items.to(model.device)
+    sync = torch.cuda.synchronize if items.is_cuda else (lambda: None)
+    times = []
+    with torch.inference_mode():
+        model.encode(items)  # warm-up
+        start = time.perf_counter()
+        for _ in range(repeats):
+            sync()
+            t = time.perf_counter()
+            model.encode(items)
+            sync()
+            times.append(1e3 * (time.perf_counter() - t))
+            if time.perf_counter() - start > budget_s:
+                break
+        with PeakMemory() as mem:
+            model.encode(items)
+    return {"n": n, "latency_ms": statistics.median(times), "peak_mb": mem.peak / 2**20,
+            "runs": len(times)}  # fmt: skip
+
+
+class ComplexityExplorer:
+    """A slider for N; each change measures SASRec and ELASTIC at N and adds the points.
+
+    `measure(n)` does the same from code. `points[name]` holds the measured dicts, sorted by n
+    (a second measurement at the same n replaces the first). `fig` is the FigureWidget
+    (left: latency, right: peak memory, both log-log); `widget` the VBox.
+    """
+
+    def __init__(
+        self,
+        dim: int = 32,
+        heads: int = 2,
+        layers: int = 2,
+        experts: int = 16,
+        lengths=(64, 128, 256, 512, 1024, 2048),
+        batch: int = 1,
+        repeats: int = 3,
+    ):
+        self.lengths, self.batch, self.repeats = sorted(lengths), batch, repeats
+        self.models = small_models(self.lengths[-1], dim, heads, layers, experts)
+        self.points: dict[str, list[dict]] = {name: [] for name in self.models}
+        self.last_update_ms = 0.0
+        fig = make_subplots(rows=1, cols=2, subplot_titles=("latency", "peak tensor memory"))
+        for col, metric in enumerate(("latency_ms", "peak_mb"), start=1):
+            for i, name in enumerate(self.models):
+                fig.add_trace(go.Scatter(
+                    x=[], y=[], name=name, legendgroup=name, showlegend=col == 1,
+                    mode="lines+markers", line={"color": viz.PALETTE[i]},
+                    meta=metric, hovertemplate=f"{name}<br>N=%{{x}}<br>%{{y:.3g}}<extra></extra>",
+                ), row=1, col=col)  # fmt: skip
+            fig.update_xaxes(type="log", title_text="history length N (items)", row=1, col=col)
+        fig.update_yaxes(type="log", title_text="ms per forward pass", row=1, col=1)
+        fig.update_yaxes(type="log", title_text="MB", row=1, col=2)
+        fig.update_layout(
+            template=viz.TEMPLATE,
+            height=380,
+            width=900,
+            title=f"Inference cost against N (batch {batch}, d={dim}, {layers} layers, "
+            f"k={experts}; SASRec with naive attention)",
+        )
+        self.fig = go.FigureWidget(fig)
+        self.slider = widgets.SelectionSlider(
+            options=self.lengths, value=self.lengths[0], description="N",
+            continuous_update=False,
+        )  # fmt: skip
+        self.status = widgets.Label("move the slider to measure").add_class(
+            "elastic-complexity-status"
+        )
+        self.slider.observe(lambda change: self.measure(change["new"]), names="value")
+        self.widget = widgets.VBox([widgets.HBox([self.slider, self.status]), self.fig])
+        self.widget.add_class("elastic-complexity")
+
+    def measure(self, n: int) -> dict[str, dict]:
+        """Measure both models at history length `n` and add the points to the figure."""
+        if not 1 <= n <= self.lengths[-1]:
+            raise ValueError(f"n={n} must lie in 1..{self.lengths[-1]} (the models' max_len)")
+        start = time.perf_counter()
+        self.status.value = f"measuring N={n}..."
+        result = {}
+        for name, model in self.models.items():
+            point = measure_point(model, n, self.batch, self.repeats)
+            pts = [p for p in self.points[name] if p["n"] != n] + [point]
+            self.points[name] = sorted(pts, key=lambda p: p["n"])
+            result[name] = point
+        with self.fig.batch_update():
+            for trace in self.fig.data:
+                pts = self.points[trace.name]
+                trace.x = [p["n"] for p in pts]
+                trace.y = [p[trace.meta] for p in pts]
+        self.last_update_ms = 1e3 * (time.perf_counter() - start)
+        self.status.value = f"N={n}: " + "; ".join(
+            f"{name} {p['latency_ms']:.1f} ms, {p['peak_mb']:.2f} MB" for name, p in result.items()
+        ) + f" (measured in {self.last_update_ms:.0f} ms)"  # fmt: skip
+        return result
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)

@@ -1,0 +1,217 @@
+"""Two studies on synthetic data, for the ELASTIC issue and notebook 2.
+
+1. planted: train ELASTIC (and LDA-only) on planted-interest histories of N >= 1024 items and
+   measure how well the expert assignments (argmax over experts of the dispatch weights)
+   recover the planted interests: NMI against the planted labels, beside the NMI of shuffled
+   labels (chance).
+2. long-context: the long-range recall task (the only signal for a user's last item lies
+   `distance` events back). ELASTIC reads N = 2048; SASRec gets the longest N whose training
+   step is no slower than ELASTIC's on this machine; both train for the same wall-clock budget.
+
+    python scripts/synthetic_studies.py --device auto --out results/synthetic-<machine>.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from elastic_edu.analysis import expert_assignments, nmi, shuffled_nmi
+from elastic_edu.config import ModelConfig, TrainConfig
+from elastic_edu.data import leave_one_out, load_sequences
+from elastic_edu.device import choose_device, describe_device
+from elastic_edu.metrics import evaluate
+from elastic_edu.models import build_model
+from elastic_edu.train import fit
+
+
+def planted(args, device) -> dict:
+    data = load_sequences(
+        "synthetic",
+        num_users=args.users,
+        num_items=800,
+        num_interests=8,
+        seq_len=args.planted_len + 2,
+        seed=args.seed,
+    )
+    split = leave_one_out(data)
+    out = {"n": args.planted_len, "users": args.users, "interests": 8}
+    for model_name in ("elastic", "lda"):
+        mc = ModelConfig(
+            model=model_name,
+            num_items=data.num_items,
+            max_len=args.planted_len,
+            dim=64,
+            heads=2,
+            layers=2,
+            dropout=0.1,
+            experts=16,
+            subkeys=16,
+            candidates=16,
+        )
+        tc = TrainConfig(
+            objective="cut",
+            cuts_per_user=8,
+            batch_size=32,
+            lr=2e-3,
+            epochs=args.planted_epochs,
+            patience=100,
+            max_minutes=args.minutes,
+            device=str(device),
+            seed=args.seed,
+        )
+        torch.manual_seed(args.seed)
+        model = build_model(mc)
+        result = fit(model, split, tc, progress=not args.quiet)
+        hist = split.test.histories[: args.eval_users]
+        users = split.test.users[: args.eval_users]
+        assign = expert_assignments(model, hist)
+        planted_labels = [
+            data.labels[u][: len(h)][-len(a) :] for u, h, a in zip(users, hist, assign)
+        ]
+        a, p = np.concatenate(assign), np.concatenate(planted_labels)
+        out[model_name] = {
+            "nmi": nmi(a, p),
+            "nmi_shuffled": shuffled_nmi(a, p),
+            "experts_used": int(len(np.unique(a))),
+            "test": evaluate(model, split.test),
+            "train_seconds": result.train_seconds,
+            "epochs": len(result.history),
+        }
+        print(
+            f"planted N={args.planted_len} {model_name}: NMI {out[model_name]['nmi']:.3f} "
+            f"(shuffled {out[model_name]['nmi_shuffled']:.3f})",
+            flush=True,
+        )
+    return out
+
+
+def step_seconds(mc: ModelConfig, device, batch: int, repeats: int = 3) -> float:
+    """Median wall time of one training step (forward, backward, AdamW) at mc.max_len."""
+    torch.manual_seed(0)
+    model = build_model(mc).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    items = torch.randint(1, mc.num_items + 1, (batch, mc.max_len), device=device)
+    target = torch.randint(1, mc.num_items + 1, (batch,), device=device)
+    times = []
+    for i in range(repeats + 1):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        loss = model.loss(items, target, "cut")
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if i:
+            times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def long_context(args, device) -> dict:
+    data = load_sequences(
+        "long-range",
+        num_users=args.users,
+        num_pairs=16,
+        distance=args.distance,
+        episodes=3,
+        seed=args.seed,
+    )
+    split = leave_one_out(data)
+    base = dict(num_items=data.num_items, dim=64, heads=2, layers=2, dropout=0.1)
+    elastic = ModelConfig(
+        model="elastic", max_len=args.elastic_len, experts=16, subkeys=16, candidates=16, **base
+    )
+    budget = step_seconds(elastic, device, args.batch)
+    timings = {}
+    chosen = None
+    for n in (256, 512, 1024, 2048, 4096):
+        if n > 2 * elastic.max_len:
+            break
+        mc = ModelConfig(model="sasrec", max_len=n, attention="sdpa", **base)
+        timings[n] = step_seconds(mc, device, args.batch)
+        if timings[n] > budget:
+            break  # longer N only gets slower
+        chosen = mc
+    chosen = chosen or ModelConfig(model="sasrec", max_len=256, attention="sdpa", **base)
+    out = {
+        "distance": args.distance,
+        "elastic_step_s": budget,
+        "sasrec_step_s": {str(k): v for k, v in timings.items()},
+        "sasrec_len": chosen.max_len,
+        "elastic_len": elastic.max_len,
+        "minutes": args.minutes,
+    }
+    for label, mc in (("elastic", elastic), ("sasrec", chosen)):
+        tc = TrainConfig(
+            objective="cut",
+            cuts_per_user=16,
+            batch_size=args.batch,
+            lr=2e-3,
+            epochs=10_000,
+            keep_best=False,
+            eval_every=10_000,
+            max_minutes=args.minutes,
+            device=str(device),
+            seed=args.seed,
+        )
+        torch.manual_seed(args.seed)
+        model = build_model(mc)
+        result = fit(model, split, tc, progress=not args.quiet)
+        out[label] = {
+            "test": evaluate(model, split.test),
+            "epochs": len(result.history),
+            "train_seconds": result.train_seconds,
+            "max_len": mc.max_len,
+        }
+        print(
+            f"long-range distance {args.distance}: {label} N={mc.max_len} test HR@10 "
+            f"{out[label]['test']['HR@10']:.3f} ({len(result.history)} epochs)",
+            flush=True,
+        )
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--device", default="auto")
+    p.add_argument("--study", choices=["planted", "long-context", "both"], default="both")
+    p.add_argument("--users", type=int, default=256)
+    p.add_argument("--planted-len", type=int, default=1024)
+    p.add_argument("--planted-epochs", type=int, default=30)
+    p.add_argument("--distance", type=int, default=1500)
+    p.add_argument("--elastic-len", type=int, default=2048)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--minutes", type=float, default=3.0, help="training budget per model")
+    p.add_argument("--eval-users", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--out", default=None)
+    args = p.parse_args()
+    device = choose_device(args.device)
+    result = {
+        "device": str(device),
+        "device_name": describe_device(device),
+        "torch": torch.__version__,
+        "settings": vars(args),
+    }
+    if args.study in ("planted", "both"):
+        result["planted"] = planted(args, device)
+    if args.study in ("long-context", "both"):
+        result["long_context"] = long_context(args, device)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=1))
+        print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
