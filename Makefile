@@ -28,10 +28,10 @@ lint: env
 	$(BIN)/ruff format --check .
 
 unit: env
-	$(BIN)/pytest -n 2 --dist loadfile -p no:cacheprovider tests/
+	OMP_NUM_THREADS=1 $(BIN)/pytest -n 2 --dist loadfile -p no:cacheprovider tests/
 
 notebooks: env
-	ELASTIC_EDU_QUICK=1 $(BIN)/pytest -p no:cacheprovider --nbval-lax --nbval-current-env \
+	ELASTIC_EDU_QUICK=1 OMP_NUM_THREADS=1 $(BIN)/pytest -p no:cacheprovider --nbval-lax --nbval-current-env \
 		--nbval-cell-timeout=600 --nbval-sanitize-with notebooks/sanitize.cfg \
 		-n 2 --dist loadscope notebooks/
 
