@@ -67,16 +67,23 @@ class CausalSelfAttention(nn.Module):
 
 
 class FeedForward(nn.Module):
-    """Position-wise feed-forward: Linear -> GELU -> Dropout -> Linear."""
+    """Position-wise feed-forward: Linear -> GELU -> Dropout -> Linear.
 
-    def __init__(self, dim: int, mult: int = 4, dropout: float = 0.0):
+    Without autograd (inference) long sequences go through in chunks of `chunk` positions: the
+    same function, but the (b, n, 4d) hidden tensor never exists whole, so it stays in cache.
+    """
+
+    def __init__(self, dim: int, mult: int = 4, dropout: float = 0.0, chunk: int = 1024):
         super().__init__()
+        self.chunk = chunk
         self.net = nn.Sequential(
             nn.Linear(dim, dim * mult), nn.GELU(), nn.Dropout(dropout), nn.Linear(dim * mult, dim)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        if torch.is_grad_enabled() or x.shape[1] <= self.chunk:
+            return self.net(x)
+        return torch.cat([self.net(part) for part in x.split(self.chunk, dim=1)], dim=1)
 
 
 class TransformerBlock(nn.Module):

@@ -90,3 +90,15 @@ def test_bad_arguments():
         CausalSelfAttention(10, 3)
     with pytest.raises(ValueError, match="backend"):
         CausalSelfAttention(12, 3, backend="flash")
+
+
+def test_feedforward_chunks_equal_whole_at_inference():
+    from elastic_edu.nn.attention import FeedForward
+
+    torch.manual_seed(0)
+    ff = FeedForward(8, chunk=5).double().eval()
+    x = torch.randn(2, 23, 8, dtype=torch.float64)
+    whole = ff.net(x)
+    with torch.no_grad():
+        chunked = ff(x)
+    torch.testing.assert_close(chunked, whole, rtol=1e-12, atol=1e-12)
