@@ -100,7 +100,8 @@ def _load(args):
     return data, leave_one_out(data)
 
 
-def _print_metrics(label: str, result: dict, out=sys.stdout) -> None:
+def _print_metrics(label: str, result: dict, out=None) -> None:
+    out = out or sys.stdout
     ks = [k for k in result["test"] if k.startswith("HR@")]
     print(f"\n{label}", file=out)
     print(

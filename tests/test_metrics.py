@@ -1,0 +1,106 @@
+"""Full-ranking metrics: hand-computed rankings (ties against the model), masking, batch size."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from elastic_edu.config import ModelConfig
+from elastic_edu.data.sequences import EvalSet
+from elastic_edu.metrics import (
+    evaluate,
+    metrics_from_ranks,
+    rank_targets,
+    ranks_from_scores,
+    recommend,
+)
+from elastic_edu.models import Popularity, SASRec
+
+
+def rank_reference(scores, target, exclude=()):
+    """1 + number of other real items scoring at least the target's score (plain loops)."""
+    return 1 + sum(
+        1
+        for j in range(1, len(scores))
+        if j != target and j not in exclude and scores[j] >= scores[target]
+    )
+
+
+def test_ranks_by_hand_with_ties():
+    scores = torch.tensor(
+        [
+            [float("-inf"), 0.9, 0.5, 0.5, 0.1],  # target 2 ties with 3 -> rank 3
+            [float("-inf"), 0.1, 0.2, 0.3, 0.4],  # target 4 is best -> rank 1
+            [float("-inf"), 0.7, 0.7, 0.7, 0.7],  # all tied -> rank 4
+        ]
+    )
+    targets = torch.tensor([2, 4, 1])
+    assert ranks_from_scores(scores, targets).tolist() == [3, 1, 4]
+    exclude = torch.zeros_like(scores, dtype=torch.bool)
+    exclude[0, 1] = True  # mask the item that beat the target
+    assert ranks_from_scores(scores, targets, exclude)[0].item() == 2
+
+
+def test_metrics_by_hand():
+    m = metrics_from_ranks(np.array([1, 3, 11, 60]), ks=(10, 50))
+    assert m["HR@10"] == pytest.approx(2 / 4)
+    assert m["NDCG@10"] == pytest.approx((1 + 1 / math.log2(4)) / 4)
+    assert m["MRR@10"] == pytest.approx((1 + 1 / 3) / 4)
+    assert m["HR@50"] == pytest.approx(3 / 4)
+    assert m["MRR@50"] == pytest.approx((1 + 1 / 3 + 1 / 11) / 4)
+    with pytest.raises(ValueError, match="empty"):
+        metrics_from_ranks([])
+
+
+def _tiny_model(num_items=40, seed=0):
+    torch.manual_seed(seed)
+    return SASRec(
+        ModelConfig(num_items=num_items, max_len=8, dim=16, heads=2, layers=1, dropout=0.0)
+    ).eval()
+
+
+def _eval_set(num_items=40, users=23, seed=0):
+    rng = np.random.default_rng(seed)
+    hist = [rng.integers(1, num_items + 1, size=rng.integers(1, 12)) for _ in range(users)]
+    return EvalSet(hist, rng.integers(1, num_items + 1, size=users), np.arange(users))
+
+
+@pytest.mark.parametrize("mask", [False, True])
+def test_rank_targets_matches_reference_and_ignores_batching(mask):
+    model, es = _tiny_model(), _eval_set()
+    ranks = rank_targets(model, es, mask_history=mask, batch_size=5, item_chunk=7)
+    with torch.no_grad():
+        from elastic_edu.data.sequences import pad_left
+
+        scores = model.score(pad_left(es.histories, 8)).numpy()
+    expected = [
+        rank_reference(s, t, set(h.tolist()) - {t} if mask else ())
+        for s, t, h in zip(scores, es.targets, es.histories)
+    ]
+    assert ranks.tolist() == expected
+    a = evaluate(model, es, mask_history=mask, batch_size=1)
+    b = evaluate(model, es, mask_history=mask, batch_size=256, item_chunk=3)
+    assert a == b
+
+
+def test_popularity_and_recommend():
+    train = [np.array([1, 2, 2, 3]), np.array([2, 3, 3, 3])]
+    pop = Popularity.from_train(train, num_items=5)
+    es = EvalSet([np.array([1])], np.array([3]), np.array([0]))
+    assert rank_targets(pop, es).tolist() == [1]
+    recs = recommend(pop, [3], k=2)
+    assert [i for i, _ in recs] == [2, 1]  # 3 is in the history and excluded
+    assert [i for i, _ in recommend(pop, [3], k=2, exclude_history=False)] == [3, 2]
+
+
+def test_recommend_errors():
+    model = _tiny_model()
+    with pytest.raises(ValueError, match="empty"):
+        recommend(model, [], k=5)
+    with pytest.raises(ValueError, match="outside 1..40"):
+        recommend(model, [0, 41], k=5)
+    with pytest.raises(ValueError, match="k=0"):
+        recommend(model, [1], k=0)
