@@ -51,11 +51,13 @@ class CausalSelfAttention(nn.Module):
         )
         p = self.dropout if self.training else 0.0
         if self.backend == "sdpa" and not return_weights:
-            if pad.any():
+            # no padding: the causal flag alone lets torch pick its flash kernel (meta tensors,
+            # used to count FLOPs, hold no values to check and take the masked path)
+            if pad.device.type != "meta" and not pad.any():
+                out = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p)
+            else:
                 mask = attention_mask(pad, causal=True)
                 out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
-            else:  # no padding: the causal flag alone lets torch pick its flash kernel
-                out = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p)
             weights = None
         else:
             mask = attention_mask(pad, causal=True)

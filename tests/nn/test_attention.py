@@ -102,3 +102,23 @@ def test_feedforward_chunks_equal_whole_at_inference():
     with torch.no_grad():
         chunked = ff(x)
     torch.testing.assert_close(chunked, whole, rtol=1e-12, atol=1e-12)
+
+
+def test_sdpa_without_padding_uses_causal_flag_and_counts_flops_on_meta():
+    """No padding takes the is_causal path; the result equals the masked path, and FLOPs
+    can still be counted on meta tensors (which hold no values to test for padding)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    attn = CausalSelfAttention(16, 2, backend="sdpa").eval()
+    x = torch.randn(2, 9, 16)
+    no_pad = torch.zeros(2, 9, dtype=torch.bool)
+    fast, _ = attn(x, no_pad)
+    slow, _ = attn(x, no_pad, return_weights=True)
+    torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-5)
+    with torch.device("meta"):
+        layer = CausalSelfAttention(16, 2, backend="sdpa")
+        xm, pm = torch.randn(2, 9, 16), torch.zeros(2, 9, dtype=torch.bool)
+    with FlopCounterMode(display=False) as counter:
+        layer(xm, pm)
+    assert counter.get_total_flops() > 0
