@@ -19,6 +19,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("files", nargs="+")
     p.add_argument("--out", required=True)
+    p.add_argument("--command", default=None, help="the command that made the runs, recorded")
     args = p.parse_args()
     parts = [json.loads(Path(f).read_text()) for f in sorted(args.files)]
     runs: dict[str, list] = {}

@@ -9,23 +9,10 @@
 # ruff: noqa: E501
 from __future__ import annotations
 
-import subprocess
-import sys
-from textwrap import dedent
+from nbgen import Builder
 
-import nbformat as nbf
-
-from elastic_edu.paths import repo_root
-
-CELLS: list = []
-
-
-def md(text: str) -> None:
-    CELLS.append(nbf.v4.new_markdown_cell(dedent(text).strip()))
-
-
-def code(text: str) -> None:
-    CELLS.append(nbf.v4.new_code_cell(dedent(text).strip()))
+nb = Builder("00_setup_and_data.ipynb")
+md, code = nb.md, nb.code
 
 
 md(r"""
@@ -524,24 +511,5 @@ the square of the history length.
 """)
 
 
-def main() -> None:
-    nb = nbf.v4.new_notebook(cells=CELLS)
-    nb.metadata["kernelspec"] = {
-        "display_name": "Python 3",
-        "language": "python",
-        "name": "python3",
-    }
-    nb.metadata["language_info"] = {"name": "python"}
-    out = repo_root() / "notebooks" / "00_setup_and_data.ipynb"
-    nbf.write(nb, out)
-    # the repository's lint checks notebooks too: format the code cells as `ruff format` would
-    done = subprocess.run(
-        [sys.executable, "-m", "ruff", "format", "--quiet", str(out)], check=False
-    )
-    print(
-        f"wrote {out}" + ("" if done.returncode == 0 else " (ruff format failed: run it by hand)")
-    )
-
-
 if __name__ == "__main__":
-    main()
+    raise SystemExit(nb.main())

@@ -9,23 +9,10 @@ Re-execute after a results/accuracy-ml-100k-*.json file lands: the notebook load
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-from textwrap import dedent
+from nbgen import Builder
 
-import nbformat
-
-OUT = Path(__file__).resolve().parents[2] / "notebooks" / "04_training_elastic.ipynb"
-cells: list = []
-
-
-def md(text: str) -> None:
-    cells.append(nbformat.v4.new_markdown_cell(dedent(text).strip()))
-
-
-def code(text: str) -> None:
-    cells.append(nbformat.v4.new_code_cell(dedent(text).strip()))
+nb = Builder("04_training_elastic.ipynb")
+md, code = nb.md, nb.code
 
 
 md(r"""
@@ -317,8 +304,9 @@ for name, table in reported.items():
     extra = "" if models == default else " --models " + " ".join(models)
     print(f"{name}: {table.get('dataset')} on {table.get('device_name')}, torch "
           f"{table.get('torch')}, seeds {table.get('seeds')}, data {table.get('data')}\\n"
-          f"made by: python -m elastic_edu compare --dataset {table.get('dataset')} --seeds "
-          f"{' '.join(map(str, table.get('seeds', [])))}{extra} --out results/{name}")
+          f"made by: " + table.get("command", f"python -m elastic_edu compare --dataset "
+          f"{table.get('dataset')} --seeds {' '.join(map(str, table.get('seeds', [])))}{extra} "
+          f"--out results/{name}"))
     display(Markdown(table["table"]))
 """)
 
@@ -494,14 +482,6 @@ items from the competition and never the target, so every rank can only improve.
 Next: notebook 05 measures what ELASTIC is built for, the cost of long histories.
 """)
 
-nb = nbformat.v4.new_notebook(
-    cells=cells,
-    metadata={
-        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-        "language_info": {"name": "python"},
-    },
-)
-nbformat.write(nb, OUT)
-# the repository's lint formats notebooks too: format the code cells the way `ruff format` would
-done = subprocess.run([sys.executable, "-m", "ruff", "format", "--quiet", str(OUT)], check=False)
-print(f"wrote {OUT}" + ("" if done.returncode == 0 else " (ruff format failed: run it by hand)"))
+
+if __name__ == "__main__":
+    raise SystemExit(nb.main())

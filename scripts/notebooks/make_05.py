@@ -9,23 +9,10 @@ Re-execute after a results/bench-*.json file lands or changes: the notebook load
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-from textwrap import dedent
+from nbgen import Builder
 
-import nbformat
-
-OUT = Path(__file__).resolve().parents[2] / "notebooks" / "05_complexity_curves.ipynb"
-cells: list = []
-
-
-def md(text: str) -> None:
-    cells.append(nbformat.v4.new_markdown_cell(dedent(text).strip()))
-
-
-def code(text: str) -> None:
-    cells.append(nbformat.v4.new_code_cell(dedent(text).strip()))
+nb = Builder("05_complexity_curves.ipynb")
+md, code = nb.md, nb.code
 
 
 md(r"""
@@ -570,14 +557,6 @@ crossover moves up.
 * At short N, fixed costs dominate and slopes flatten; the asymptotic story needs long N.
 """)
 
-nb = nbformat.v4.new_notebook(
-    cells=cells,
-    metadata={
-        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-        "language_info": {"name": "python"},
-    },
-)
-nbformat.write(nb, OUT)
-# the repository's lint formats notebooks too: format the code cells the way `ruff format` would
-done = subprocess.run([sys.executable, "-m", "ruff", "format", "--quiet", str(OUT)], check=False)
-print(f"wrote {OUT}" + ("" if done.returncode == 0 else " (ruff format failed: run it by hand)"))
+
+if __name__ == "__main__":
+    raise SystemExit(nb.main())

@@ -1,8 +1,8 @@
 """Write notebooks/06_inspecting_interests.ipynb; optionally execute it and strip widget state.
 
-    python scripts/make_notebook_06.py            # cells only, no outputs
-    python scripts/make_notebook_06.py --execute  # + run in quick mode, strip widget state
-    python scripts/make_notebook_06.py --strip    # strip widget state of the existing file
+    python scripts/notebooks/make_06.py            # cells only, no outputs
+    python scripts/notebooks/make_06.py --execute  # + run in quick mode, strip widget state
+    python scripts/notebooks/make_06.py --strip    # strip widget state of the existing file
 
 A FigureWidget saved with its widget state stores a 5 MB plotly bundle in the notebook; the
 stripped notebook keeps only each widget output's ``application/vnd.jupyter.widget-view+json``
@@ -11,26 +11,10 @@ reference (the widgets come back when the notebook runs).
 
 from __future__ import annotations
 
-import argparse
-import os
-import subprocess
-import sys
-from pathlib import Path
-from textwrap import dedent
+from nbgen import Builder
 
-import nbformat
-
-OUT = Path(__file__).resolve().parents[1] / "notebooks" / "06_inspecting_interests.ipynb"
-WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
-cells: list = []
-
-
-def md(text: str) -> None:
-    cells.append(nbformat.v4.new_markdown_cell(dedent(text).strip()))
-
-
-def code(text: str) -> None:
-    cells.append(nbformat.v4.new_code_cell(dedent(text).strip()))
+nb = Builder("06_inspecting_interests.ipynb")
+md, code = nb.md, nb.code
 
 
 md(r"""
@@ -398,44 +382,5 @@ experts' maps as N·k.
 """)
 
 
-def write() -> None:
-    nb = nbformat.v4.new_notebook(cells=cells)
-    nb.metadata = {
-        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-        "language_info": {"name": "python"},
-    }
-    nbformat.write(nb, OUT)
-
-
-def strip_widget_state(path: Path = OUT) -> int:
-    """Drop saved widget state; widget outputs keep only their view reference. Returns bytes."""
-    nb = nbformat.read(path, as_version=4)
-    nb.metadata.pop("widgets", None)
-    for cell in nb.cells:
-        for out in cell.get("outputs", []):
-            bundle = out.get("data", {})
-            if WIDGET_VIEW in bundle:
-                out["data"] = {WIDGET_VIEW: bundle[WIDGET_VIEW]}
-    nbformat.write(nb, path)
-    return path.stat().st_size
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--execute", action="store_true", help="run in quick mode, then strip")
-    parser.add_argument("--strip", action="store_true", help="only strip widget state")
-    args = parser.parse_args()
-    if not args.strip:
-        write()
-    if args.execute:
-        env = {**os.environ, "ELASTIC_EDU_QUICK": "1"}
-        cmd = [sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
-               "--inplace", str(OUT)]  # fmt: skip
-        subprocess.run(cmd, check=True, env=env)
-    size = strip_widget_state() if (args.execute or args.strip) else OUT.stat().st_size
-    print(f"{OUT.name}: {size / 1024:.0f} KiB")
-    return 0
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(nb.main())
