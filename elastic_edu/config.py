@@ -94,9 +94,6 @@ class TrainConfig:
     epochs, batch_size, lr, weight_decay: AdamW settings.
     memory_lr_scale: learning-rate multiplier for product-key memory values.
     patience: stop after this many validations without a better validation NDCG@10.
-    keep_best: restore the weights of the best validation and stop early on patience; False
-        trains for the whole budget and keeps the last weights (for tasks whose validation
-        target carries no signal, such as the long-range recall task).
     eval_every: validate every this many epochs.
     max_minutes: wall-clock budget for training (None: no limit).
     seed: seeds python, numpy and torch; CPU runs repeat exactly.
@@ -112,7 +109,6 @@ class TrainConfig:
     weight_decay: float = 0.0
     memory_lr_scale: float = 10.0
     patience: int = 10
-    keep_best: bool = True
     eval_every: int = 1
     max_minutes: float | None = 15.0
     seed: int = 0

@@ -126,7 +126,7 @@ def fit(
                 bad_rounds += 1
         result.history.append(row)
         bar.set_postfix(loss=f"{row['loss']:.3f}", ndcg10=f"{best_score:.4f}")
-        if config.keep_best and bad_rounds >= config.patience:
+        if bad_rounds >= config.patience:
             result.stopped = "early stopping"
             break
         if config.max_minutes is not None and row["seconds"] > 60 * config.max_minutes:
@@ -134,7 +134,7 @@ def fit(
             break
     bar.close()
     result.train_seconds = time.perf_counter() - start
-    if best_state is not None and config.keep_best:
+    if best_state is not None:
         model.load_state_dict(best_state)
     if checkpoint is not None:
         save_checkpoint(checkpoint, model, config)
