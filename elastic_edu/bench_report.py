@@ -1,0 +1,105 @@
+"""Reading bench results: log-log slopes, ratios of ELASTIC to SASRec, the printed table.
+
+`elastic_edu.bench` measures and writes the JSON; this module only reads it (plain dicts in,
+plain dicts and text out), so notebooks and the README can summarise committed files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+
+def reference_k(ks: list[int]) -> int:
+    """The k that ``lda`` and the summary's ELASTIC reference use: the middle of the sorted ks."""
+    ks = sorted(ks)
+    return ks[(len(ks) - 1) // 2]
+
+
+def load_results(path) -> dict:
+    """A bench JSON written by `run_bench` (or ``python -m elastic_edu bench --out``)."""
+    return json.loads(Path(path).read_text())
+
+
+def loglog_slope(n: list[float], y: list[float]) -> float | None:
+    """Least-squares slope of log y against log n (None with fewer than two positive points)."""
+    pairs = [(a, b) for a, b in zip(n, y) if a and b and a > 0 and b > 0]
+    if len(pairs) < 2:
+        return None
+    x, z = np.log([p[0] for p in pairs]), np.log([p[1] for p in pairs])
+    return float(np.polyfit(x, z, 1)[0])
+
+
+def summarise(bench: dict, slope_from: int = 2048, ratio_at=(2048, 4096, 8192)) -> dict:
+    """Log-log slopes per model and mode, and ELASTIC / LDA to SASRec ratios at `ratio_at`.
+
+    slopes[label][mode] = {latency_ms, peak_mb, n: [lo, hi]}, fitted over the ok points with
+    n >= slope_from (the three longest ok points when fewer than two qualify).
+    ratios[label][baseline][mode][n] = {latency, memory, speedup}: label / baseline, so
+    latency 0.1 means ten times faster (speedup = baseline / label).
+    """
+    div = lambda a, b: a / b if a is not None and b else None
+    ok = [p for p in bench["points"] if p["status"] == "ok"]
+    labels = list(dict.fromkeys(p["model"] for p in bench["points"]))
+    modes = list(dict.fromkeys(p["mode"] for p in bench["points"]))
+    slopes: dict = {}
+    for label in labels:
+        for mode in modes:
+            pts = sorted((p for p in ok if p["model"] == label and p["mode"] == mode),
+                         key=lambda p: p["n"])  # fmt: skip
+            use = [p for p in pts if p["n"] >= slope_from]
+            use = use if len(use) >= 2 else pts[-3:]
+            ns = [p["n"] for p in use]
+            slopes.setdefault(label, {})[mode] = {
+                "latency_ms": loglog_slope(ns, [p["latency_ms"] for p in use]),
+                "peak_mb": loglog_slope(ns, [p["peak_mb"] for p in use]),
+                "n": [min(ns), max(ns)] if ns else None,
+            }
+    at = {(p["model"], p["mode"], p["n"]): p for p in ok}
+    ratios: dict = {}
+    for label in (x for x in labels if not x.startswith("sasrec")):
+        for base in (x for x in labels if x.startswith("sasrec")):
+            for mode in modes:
+                for n in ratio_at:
+                    a, b = at.get((label, mode, n)), at.get((base, mode, n))
+                    if not (a and b):
+                        continue
+                    r = ratios.setdefault(label, {}).setdefault(base, {}).setdefault(mode, {})
+                    r[n] = {"latency": div(a["latency_ms"], b["latency_ms"]),
+                            "memory": div(a["peak_mb"], b["peak_mb"]),
+                            "speedup": div(b["latency_ms"], a["latency_ms"])}  # fmt: skip
+    s = bench.get("settings", {})
+    ref = f"elastic-k{reference_k(s['ks'])}" if s.get("ks") else None
+    return {"reference": ref, "slope_from": slope_from, "ratio_at": list(ratio_at),
+            "slopes": slopes, "ratios": ratios}  # fmt: skip
+
+
+def format_summary(summary: dict) -> str:
+    """The printed table: slopes, then speed-up and memory share against each SASRec."""
+    f = lambda x, spec, unit="": (
+        "-" if x is None or not math.isfinite(x) else format(x, spec) + unit
+    )
+    head = f"{'model':<14} {'mode':<10} {'N range':<12} {'latency':>8} {'memory':>8}"
+    lines = [f"log-log slope over N >= {summary['slope_from']} (else the longest)", head]
+    for label, by_mode in summary["slopes"].items():
+        for mode, sl in by_mode.items():
+            rng = f"{sl['n'][0]}-{sl['n'][1]}" if sl["n"] else "-"
+            lines.append(f"{label:<14} {mode:<10} {rng:<12} {f(sl['latency_ms'], '.2f'):>8} "
+                         f"{f(sl['peak_mb'], '.2f'):>8}")  # fmt: skip
+    ns = summary["ratio_at"]
+    lines += ["", "speed-up = SASRec latency / model latency; memory = model peak / SASRec peak",
+              f"{'model':<14} {'vs':<13} {'mode':<10} "
+              + "".join(f"{'x@' + str(n):>9}" for n in ns)
+              + "".join(f"{'mem@' + str(n):>10}" for n in ns)]  # fmt: skip
+    for label, by_base in summary["ratios"].items():
+        for base, by_mode in by_base.items():
+            for mode, r in by_mode.items():
+                x = [r.get(n, r.get(str(n), {})) for n in ns]  # int keys, or str from JSON
+                mem = [None if q.get("memory") is None else 100 * q["memory"] for q in x]
+                lines.append(f"{label:<14} {base:<13} {mode:<10} "
+                             + "".join(f"{f(q.get('speedup'), '.1f', 'x'):>9}" for q in x)
+                             + "".join(f"{f(m, '.1f', '%'):>10}" for m in mem))  # fmt: skip
+    return "\n".join(lines)
