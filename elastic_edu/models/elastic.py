@@ -34,15 +34,23 @@ class DispatcherEncoder(SequentialRecommender):
         )
 
     def initial_experts(
-        self, x: torch.Tensor, pad: torch.Tensor
+        self, x: torch.Tensor, pad: torch.Tensor, experts: int | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """x (b, n, d), pad (b, n) -> experts (b, e, d), slots (b, e) or None, scores or None."""
+        """x (b, n, d), pad (b, n) -> experts (b, e, d), slots (b, e) or None, scores or None.
+
+        experts: how many to retrieve, when the model retrieves them (None: config.experts).
+        """
         raise NotImplementedError
 
-    def encode(self, items: torch.Tensor, return_weights: bool = False) -> EncoderOutput:
-        """items (b, n) left-padded ids -> EncoderOutput; per-layer weights when asked."""
+    def encode(
+        self, items: torch.Tensor, return_weights: bool = False, experts: int | None = None
+    ) -> EncoderOutput:
+        """items (b, n) left-padded ids -> EncoderOutput; per-layer weights when asked.
+
+        experts: for ELASTIC, retrieve this many experts instead of the trained k (inspection).
+        """
         x, pad = self.embed(items)
-        experts, slots, scores = self.initial_experts(x, pad)
+        experts, slots, scores = self.initial_experts(x, pad, experts)
         aggregate, dispatch = [], []
         for block in self.blocks:
             out = block(x, experts, pad, return_weights)
@@ -73,9 +81,9 @@ class ELASTIC(DispatcherEncoder):
             config.dim, config.key_dim, config.subkeys, config.experts, config.candidates
         )
 
-    def initial_experts(self, x, pad):
+    def initial_experts(self, x, pad, experts=None):
         # the retrieval query reads the embedded history
-        r = self.memory(x, pad)
+        r = self.memory(x, pad, experts)
         return r.experts, r.slots, r.scores
 
     def memory_parameters(self) -> list[nn.Parameter]:
@@ -89,5 +97,7 @@ class LDAOnly(DispatcherEncoder):
         super().__init__(config)
         self.experts = nn.Parameter(torch.randn(config.experts, config.dim) * config.dim**-0.5)
 
-    def initial_experts(self, x, pad):
+    def initial_experts(self, x, pad, experts=None):
+        if experts is not None and experts != self.config.experts:
+            raise ValueError("LDA-only has a fixed set of learned experts: experts must be None")
         return repeat(self.experts, "e d -> b e d", b=x.shape[0]), None, None

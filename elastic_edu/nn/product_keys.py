@@ -125,11 +125,19 @@ class ProductKeyMemory(nn.Module):
         pooled = einsum(x, keep, "b n d, b n -> b d") / keep.sum(dim=1, keepdim=True).clamp(min=1)
         return self.query_norm(self.to_query(pooled))
 
-    def forward(self, x: torch.Tensor, pad: torch.Tensor) -> Retrieval:
-        """x (b, n, d), pad (b, n) True at padding -> Retrieval of e = k experts."""
+    def forward(self, x: torch.Tensor, pad: torch.Tensor, experts: int | None = None) -> Retrieval:
+        """x (b, n, d), pad (b, n) True at padding -> Retrieval of e = k experts.
+
+        experts: retrieve this many slots instead of the configured k (inference-time
+        inspection); the search then keeps max(c, k) candidates per half, so it stays exact.
+        """
+        k = self.experts if experts is None else int(experts)
+        if not 1 <= k <= self.num_slots:
+            raise ValueError(f"experts={k} must lie in 1..{self.num_slots} (the memory's slots)")
         q = self.query(x, pad)
-        scores, slots = product_key_topk(q, self.keys1, self.keys2, self.experts, self.candidates)
-        gates = scores.softmax(dim=-1) * self.experts
+        c = max(self.candidates, min(k, self.subkeys))
+        scores, slots = product_key_topk(q, self.keys1, self.keys2, k, c)  # (b, e) each
+        gates = scores.softmax(dim=-1) * k  # the gates average 1 for any k
         experts = self.values(slots) * rearrange(gates, "b e -> b e 1")
         return Retrieval(experts=experts, slots=slots, scores=scores)
 

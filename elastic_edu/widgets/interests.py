@@ -3,15 +3,16 @@
 ELASTIC (Deng et al., arXiv 2408.09380) retrieves k interest experts per user from a product-key
 memory and lets them read the history with linear dispatcher attention. A model is trained with
 one k (``config.experts``), but nothing in the layers depends on k: retrieval can keep more or
-fewer slots at inference. `encode_with_experts` does that without touching the model:
+fewer slots at inference (`ELASTIC.encode(..., experts=k)`, wrapped here as
+`encode_with_experts`), without touching the model:
 
     q = norm(W . masked_mean(X))                 the retrieval query, as in training
     scores, slots = top-k of q1 . K1_i + q2 . K2_j  (product-key search, c = max(c, k))
     E = V[slots] * k * softmax(scores)            gates average 1, as in training
     L dispatcher blocks over (X, E)               aggregate (b, h, e, n), dispatch (b, h, n, e)
 
-With k = config.experts it computes exactly `ELASTIC.encode(items, return_weights=True)` (a test
-checks it). A slot reads as "an interest" through the items nearest to its value row (dot product
+With k = config.experts it is exactly `ELASTIC.encode(items, return_weights=True)`. A slot
+reads as "an interest" through the items nearest to its value row (dot product
 with the item embeddings).
 """
 
@@ -21,12 +22,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from einops import einsum, rearrange
+from einops import einsum
 
 from elastic_edu.data.sequences import PAD
 from elastic_edu.metrics import ranks_from_scores
 from elastic_edu.models.base import EncoderOutput
-from elastic_edu.nn.product_keys import ProductKeyMemory, Retrieval, product_key_topk
+from elastic_edu.nn.product_keys import ProductKeyMemory, Retrieval
 
 
 def retrieve(memory: ProductKeyMemory, x: torch.Tensor, pad: torch.Tensor, k: int) -> Retrieval:
@@ -34,12 +35,7 @@ def retrieve(memory: ProductKeyMemory, x: torch.Tensor, pad: torch.Tensor, k: in
 
     The search keeps c = max(memory.candidates, k) candidates per half, so it stays exact.
     """
-    q = memory.query(x, pad)  # (b, d_k)
-    c = max(memory.candidates, k)
-    scores, slots = product_key_topk(q, memory.keys1, memory.keys2, k, c)  # (b, e) each
-    gates = scores.softmax(dim=-1) * k  # the gates average 1 for any k
-    experts = memory.values(slots) * rearrange(gates, "b e -> b e 1")
-    return Retrieval(experts=experts, slots=slots, scores=scores)
+    return memory(x, pad, experts=k)
 
 
 def encode_with_experts(model, items: torch.Tensor, k: int | None = None) -> EncoderOutput:
@@ -50,23 +46,7 @@ def encode_with_experts(model, items: torch.Tensor, k: int | None = None) -> Enc
     """
     if not isinstance(getattr(model, "memory", None), ProductKeyMemory):
         raise TypeError(f"{type(model).__name__} has no interest memory: pass an ELASTIC model")
-    k = model.memory.experts if k is None else int(k)
-    x, pad = model.embed(items)
-    r = retrieve(model.memory, x, pad, k)
-    experts, aggregate, dispatch = r.experts, [], []
-    for block in model.blocks:
-        out = block(x, experts, pad, return_weights=True)
-        x, experts = out.x, out.experts
-        aggregate.append(out.aggregate)
-        dispatch.append(out.dispatch)
-    return EncoderOutput(
-        hidden=model.norm(x),
-        pad=pad,
-        aggregate=aggregate,
-        dispatch=dispatch,
-        slots=r.slots,
-        slot_scores=r.scores,
-    )
+    return model.encode(items, return_weights=True, experts=k)
 
 
 def nearest_items(model, slots: torch.Tensor, count: int = 5) -> np.ndarray:

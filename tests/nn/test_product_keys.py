@@ -189,3 +189,17 @@ def test_retrieval_costs_under_one_percent_of_bruteforce(million_slots):
     brute = counter.get_total_flops()
     assert brute == 2 * b * 1024**2 * 64
     assert retrieval < 0.01 * brute
+
+
+@pytest.mark.parametrize("k", [1, 3, 12])
+def test_memory_retrieves_another_k_exactly(k):
+    """forward(..., experts=k) keeps max(c, k) candidates, so it is exact for any k <= M."""
+    torch.manual_seed(k)
+    memory = ProductKeyMemory(dim=8, key_dim=6, subkeys=5, experts=2, candidates=2).double()
+    x, pad = torch.randn(3, 7, 8, dtype=torch.float64), torch.zeros(3, 7, dtype=torch.bool)
+    r = memory(x, pad, experts=k)
+    best, _ = product_key_bruteforce(memory.query(x, pad), memory.keys1, memory.keys2, k)
+    assert r.slots.shape == (3, k)
+    torch.testing.assert_close(r.scores, best)
+    with pytest.raises(ValueError, match="experts=26"):
+        memory(x, pad, experts=26)
