@@ -6,7 +6,8 @@ with ``.detach().cpu()``. Every figure uses `TEMPLATE`, a title and axis labels 
 - `complexity_figure`: the bench JSON (`elastic_edu.bench`) as log-log latency or memory against
   history length N, with each model's FLOP curve dashed beside its measured points.
 - data: `length_histogram`, `popularity_curve`; training: `training_curves`, `bar_table`;
-  inside a model: `attention_heatmap`, `expert_heatmap`, `assignment_strip`, `slot_usage`.
+  inside a model: `attention_heatmap`, `expert_heatmap`, `assignment_strip`, `slot_usage`;
+  synthetic studies: `long_context_figure` (test HR@1 per model and recall distance).
 """
 
 from __future__ import annotations
@@ -253,3 +254,41 @@ def slot_usage(counts, title: str = "Memory slot usage") -> go.Figure:
     title = (f"{title}: {used:.1%} of {m} slots used, entropy {entropy:.2f} of "
              f"log M = {math.log(max(m, 1)):.2f} nats")  # fmt: skip
     return _layout(fig, title, "slot rank (most used first)", "retrievals")
+
+
+def long_context_figure(studies: list[dict], metric: str = "HR@1") -> go.Figure:
+    """Bars of `metric` for each model of each long-range study, with chance as a dashed line.
+
+    studies: the ``long_context`` parts of `scripts/synthetic_studies.py` result files; each
+    has ``distance`` and one entry per trained model (``elastic``, ``sasrec``, ...) holding
+    ``max_len``, ``HR@1``, ``chance_HR@1`` and ``test`` (HR@10 and the rest). One group of bars
+    per study (its distance), one bar per model, labelled with the N it read.
+    """
+    if not studies:
+        raise ValueError("no long-context studies to plot")
+    fig, chance = go.Figure(), set()
+    groups = [f"distance {s['distance']}" for s in studies]
+    models = list(
+        dict.fromkeys(
+            m for s in studies for m, v in s.items() if isinstance(v, dict) and "HR@1" in v
+        )
+    )
+    for i, model in enumerate(models):
+        ys, texts = [], []
+        for s in studies:
+            run = s.get(model)
+            value = None if run is None else run.get(metric, run["test"].get(metric))
+            ys.append(value)
+            texts.append("" if run is None else f"N={run['max_len']}")
+            if run is not None:
+                chance.add(run["chance_HR@1"])
+        fig.add_trace(go.Bar(
+            x=groups, y=ys, name=model, text=texts, textposition="outside",
+            marker_color=PALETTE[i % len(PALETTE)],
+        ))  # fmt: skip
+    if metric == "HR@1" and len(chance) == 1:
+        fig.add_hline(y=chance.pop(), line_dash="dash", line_color="gray", annotation_text="chance")
+    return _layout(
+        fig, f"Long-range recall: test {metric}", "task", metric, barmode="group",
+        yaxis_range=[0, 1.1],
+    )  # fmt: skip

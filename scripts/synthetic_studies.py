@@ -7,7 +7,11 @@
 2. long-context: the long-range recall task (the only signal for a user's last item lies
    `distance` events back). ELASTIC reads N = 2048; SASRec gets the longest N whose training
    step is no slower than ELASTIC's on this machine; both train for the same wall-clock budget,
-   on random cuts drawn at answer events (the other targets are noise and carry no signal).
+   on random cuts drawn at answer events (the other targets are noise and carry no signal),
+   with the same curriculum over distance (`elastic_edu.data.DistanceCurriculum`): each model's
+   own window of N events, its noise thinned to 1/32, 1/16, ... of the events, moving on at 90%
+   training accuracy, then in full (for at least the second half of the budget).
+   `--ablation` also trains ELASTIC without the curriculum (the full task from the start).
 
     python scripts/synthetic_studies.py --device auto --out results/synthetic-<machine>.json
 """
@@ -24,7 +28,14 @@ import torch
 
 from elastic_edu.analysis import expert_assignments, nmi, shuffled_nmi
 from elastic_edu.config import ModelConfig, TrainConfig
-from elastic_edu.data import leave_one_out, load_sequences, pad_left
+from elastic_edu.data import (
+    DistanceCurriculum,
+    item_interest_array,
+    leave_one_out,
+    load_sequences,
+    pad_left,
+    thin_noise,
+)
 from elastic_edu.device import choose_device, describe_device
 from elastic_edu.metrics import evaluate, rank_targets
 from elastic_edu.models import build_model
@@ -150,10 +161,16 @@ def long_context(args, device) -> dict:
         "minutes": args.minutes,
     }
     answers = answer_positions(data, split, num_pairs=16)
-    for label, mc in (("elastic", elastic), ("sasrec", chosen)):
+    is_noise = item_interest_array(data.item_genres) < 0  # keys and answers have a pair index
+    runs = [("elastic", elastic, args.curriculum), ("sasrec", chosen, args.curriculum)]
+    if args.ablation:
+        runs.append(("elastic_no_curriculum", elastic, [1.0]))
+    for label, mc, stages in runs:
         torch.manual_seed(args.seed)
         model = build_model(mc).to(device)
-        steps, seconds = train_on_answers(model, split, answers, args, device)
+        # every model spends at least the second half of its budget on the full task
+        curriculum = DistanceCurriculum(tuple(stages), full_after=30 * args.minutes)
+        steps, seconds = train_on_answers(model, split, answers, is_noise, curriculum, args)
         ranks = rank_targets(model, split.test)
         out[label] = {
             "test": evaluate(model, split.test),
@@ -162,11 +179,13 @@ def long_context(args, device) -> dict:
             "steps": steps,
             "train_seconds": seconds,
             "max_len": mc.max_len,
+            "curriculum": list(stages),
+            "stage_changes": curriculum.log,
         }
         print(
             f"long-range distance {args.distance}: {label} N={mc.max_len} test HR@10 "
             f"{out[label]['test']['HR@10']:.3f}, HR@1 {out[label]['HR@1']:.3f} (chance 1/16; "
-            f"{steps} steps)",
+            f"{steps} steps, final keep {curriculum.keep})",
             flush=True,
         )
     return out
@@ -182,22 +201,39 @@ def answer_positions(data, split, num_pairs: int) -> list[tuple[int, int]]:
     return pairs
 
 
-def train_on_answers(model, split, answers, args, device) -> tuple[int, float]:
+def train_on_answers(model, split, answers, is_noise, curriculum, args) -> tuple[int, float]:
     """Random cuts drawn only at answer events (noise targets carry no signal), for a
-    wall-clock budget of args.minutes; AdamW. Returns (steps, seconds)."""
+    wall-clock budget of args.minutes; AdamW. Each history is the model's own window of
+    max_len events, its noise thinned to the curriculum's current keep fraction.
+    Returns (steps, seconds)."""
     rng = np.random.default_rng(args.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    items = model.item_repr
     model.train()
+    n = model.config.max_len
     start, steps = time.perf_counter(), 0
     while time.perf_counter() - start < 60 * args.minutes:
         picks = [answers[j] for j in rng.integers(0, len(answers), size=args.batch)]
-        hist = pad_left([split.train[u][:t] for u, t in picks], model.config.max_len)
-        target = torch.tensor([split.train[u][t] for u, t in picks])
-        loss = model.loss(hist.to(device), target.to(device), "cut")
+        windows = [split.train[u][:t][-n:] for u, t in picks]
+        hist = pad_left([thin_noise(w, is_noise[w], curriculum.keep, rng) for w in windows], n)
+        target = torch.tensor([split.train[u][t] for u, t in picks], device=model.device)
+        logits = model.encode(hist.to(model.device)).hidden[:, -1] @ items().T
+        logits[:, 0] = float("-inf")  # padding is never a target
+        loss = torch.nn.functional.cross_entropy(logits.float(), target)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss is {loss.item()} at step {steps}: stopping")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         steps += 1
+        accuracy = (logits.argmax(dim=1) == target).float().mean().item()
+        if curriculum.record(accuracy, time.perf_counter() - start, steps) and not args.quiet:
+            change = curriculum.log[-1]
+            print(
+                f"  {type(model).__name__} step {steps} ({change['seconds']:.0f} s): keep "
+                f"{change['keep']:.4g} of the noise ({change['reason']})",
+                flush=True,
+            )
     return steps, time.perf_counter() - start
 
 
@@ -214,6 +250,16 @@ def main() -> None:
     p.add_argument("--elastic-len", type=int, default=2048)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--minutes", type=float, default=3.0, help="training budget per model")
+    p.add_argument(
+        "--curriculum",
+        type=float,
+        nargs="+",
+        default=[1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0],
+        help="long-context: keep fractions of the noise, rising to 1.0 (1.0 alone: none)",
+    )
+    p.add_argument(
+        "--ablation", action="store_true", help="long-context: also ELASTIC without curriculum"
+    )
     p.add_argument("--eval-users", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")

@@ -103,3 +103,23 @@ def test_slot_usage_title_reports_usage_and_entropy():
     assert list(fig.data[0].y) == [5, 5, 0, 0]
     title = fig.layout.title.text
     assert "50.0% of 4 slots" in title and f"entropy {math.log(2):.2f}" in title
+
+
+def test_long_context_figure_groups_by_distance_and_marks_chance():
+    def run(hr1, n):
+        return {"HR@1": hr1, "chance_HR@1": 1 / 16, "max_len": n, "test": {"HR@10": 0.5}}
+
+    studies = [
+        {"distance": 300, "sasrec_step_s": {"256": 0.2}, "elastic": run(1.0, 512)}
+        | {"sasrec": run(0.05, 256)},
+        {"distance": 1500, "elastic": run(0.9, 2048), "elastic_no_curriculum": run(0.07, 2048)},
+    ]
+    fig = viz.long_context_figure(studies)
+    assert _names(fig) == ["elastic", "sasrec", "elastic_no_curriculum"]
+    assert list(fig.data[0].y) == [1.0, 0.9] and list(fig.data[1].y) == [0.05, None]
+    assert list(fig.data[0].text) == ["N=512", "N=2048"]
+    assert list(fig.data[0].x) == ["distance 300", "distance 1500"]
+    assert fig.layout.shapes[0].y0 == 1 / 16  # the chance line
+    assert list(viz.long_context_figure(studies, "HR@10").data[0].y) == [0.5, 0.5]
+    with pytest.raises(ValueError, match="no long-context"):
+        viz.long_context_figure([])

@@ -31,10 +31,12 @@ from elastic_edu.data.sequences import (
     pad_left,
 )
 from elastic_edu.data.synthetic import (
+    DistanceCurriculum,
     item_interest_array,
     item_interests,
     long_range_task,
     planted_interests,
+    thin_noise,
 )
 
 SYNTHETIC = {"synthetic": planted_interests, "long-range": long_range_task}
@@ -46,6 +48,7 @@ __all__ = [
     "DATASETS",
     "MOVIELENS",
     "PAD",
+    "DistanceCurriculum",
     "DownloadError",
     "EvalSet",
     "Interactions",
@@ -66,6 +69,7 @@ __all__ = [
     "planted_interests",
     "read_atomic",
     "read_movielens",
+    "thin_noise",
 ]
 
 
