@@ -208,7 +208,6 @@ def train_on_answers(model, split, answers, is_noise, curriculum, args) -> tuple
     Returns (steps, seconds)."""
     rng = np.random.default_rng(args.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
-    items = model.item_repr
     model.train()
     n = model.config.max_len
     start, steps = time.perf_counter(), 0
@@ -217,8 +216,7 @@ def train_on_answers(model, split, answers, is_noise, curriculum, args) -> tuple
         windows = [split.train[u][:t][-n:] for u, t in picks]
         hist = pad_left([thin_noise(w, is_noise[w], curriculum.keep, rng) for w in windows], n)
         target = torch.tensor([split.train[u][t] for u, t in picks], device=model.device)
-        logits = model.encode(hist.to(model.device)).hidden[:, -1] @ items().T
-        logits[:, 0] = float("-inf")  # padding is never a target
+        logits = model.score(hist.to(model.device))  # padding scores -inf
         loss = torch.nn.functional.cross_entropy(logits.float(), target)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss is {loss.item()} at step {steps}: stopping")
@@ -254,7 +252,7 @@ def main() -> None:
         "--curriculum",
         type=float,
         nargs="+",
-        default=[1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0],
+        default=list(DistanceCurriculum().stages),
         help="long-context: keep fractions of the noise, rising to 1.0 (1.0 alone: none)",
     )
     p.add_argument(

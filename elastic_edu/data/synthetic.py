@@ -10,6 +10,8 @@ with the planted labels (e.g. NMI). It runs anywhere and scales N to 16k+ for th
 
 from __future__ import annotations
 
+from collections import deque
+
 import numpy as np
 
 from elastic_edu.data.interactions import Interactions
@@ -254,7 +256,7 @@ class DistanceCurriculum:
             )
         self.stages, self.threshold, self.window = stages, threshold, window
         self.full_after = full_after
-        self.stage, self.hits = 0, []
+        self.stage, self.hits = 0, deque(maxlen=window)
         self.log: list[dict] = []  # one entry per stage change: when and why
 
     @property
@@ -265,17 +267,16 @@ class DistanceCurriculum:
     def record(self, accuracy: float, now: float, step: int) -> bool:
         """Record one batch's training accuracy, `now` seconds after training began, at
         step `step`; True when the stage moved."""
-        self.hits.append(float(accuracy))
         last = len(self.stages) - 1
         if self.stage == last:
             return False
-        recent = self.hits[-self.window :]
-        mastered = len(recent) == self.window and np.mean(recent) >= self.threshold
+        self.hits.append(float(accuracy))
+        mastered = len(self.hits) == self.window and np.mean(self.hits) >= self.threshold
         timed_out = now >= self.full_after
         if not (mastered or timed_out):
             return False
         self.stage = self.stage + 1 if mastered else last
-        self.hits = []
+        self.hits.clear()
         self.log.append(
             {
                 "step": step,
