@@ -3,15 +3,20 @@
 Every reader returns an `Interactions` log (one row per event, file order); `build_sequences`
 turns it into time-ordered per-user item sequences (ids 1..I, 0 is padding) and
 `leave_one_out` splits them. `load_interactions` / `load_sequences` pick the source by name.
+Time order comes from timestamps; ``order="file"`` takes the rows' order instead, and must be
+asked for (a RecBole atomic file without a ``timestamp`` column is an error otherwise).
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+
 from elastic_edu import paths
-from elastic_edu.data.atomic import read_atomic
+from elastic_edu.data.atomic import ORDERS, check_order, read_atomic
 from elastic_edu.data.download import DownloadError, download
 from elastic_edu.data.interactions import Interactions
 from elastic_edu.data.movielens import (
@@ -47,6 +52,7 @@ DEFAULT_KCORE = {"ml-1m": 5, "ml-20m": 5}
 __all__ = [
     "DATASETS",
     "MOVIELENS",
+    "ORDERS",
     "PAD",
     "DistanceCurriculum",
     "DownloadError",
@@ -126,6 +132,7 @@ def load_interactions(
     *,
     data_dir: str | Path | None = None,
     download: bool = True,
+    order: str = "timestamp",
     **synthetic_kwargs,
 ) -> Interactions:
     """Load an interaction log by name or path.
@@ -136,31 +143,61 @@ def load_interactions(
         else a RecBole atomic folder of that name on `elastic_edu.paths.atomic_search_path`,
         else downloaded from GroupLens (unless ``download=False``: FileNotFoundError);
         or the path of a folder of RecBole atomic files. `describe_source` says which.
+    order: ``"timestamp"`` (default): events are ordered by their timestamps; an atomic file
+        without a ``timestamp`` column is an error. ``"file"``: the rows' order is the time
+        order and timestamps become 0, 1, 2, ... (any timestamps are ignored): the explicit
+        choice for logs without timestamps. See `read_atomic`.
     """
+    check_order(order)
     kind, folder = _resolve(dataset, data_dir)
     if synthetic_kwargs and kind != "synthetic":
         raise TypeError(
             f"{dataset}: keyword arguments {sorted(synthetic_kwargs)} apply only to the "
             f"synthetic data sets {list(SYNTHETIC)}"
         )
-    if kind == "synthetic":
-        return SYNTHETIC[dataset](**synthetic_kwargs)
     if kind == "atomic":
-        return read_atomic(folder)
-    if kind == "download":
-        folder = fetch_movielens(dataset, folder.parent, download=download)
-    return read_movielens(folder, folder.name)
+        return read_atomic(folder, order=order)
+    if kind == "synthetic":
+        inter = SYNTHETIC[dataset](**synthetic_kwargs)
+    else:
+        if kind == "download":
+            folder = fetch_movielens(dataset, folder.parent, download=download)
+        inter = read_movielens(folder, folder.name)
+    return _in_order(inter, order)
+
+
+def _in_order(inter: Interactions, order: str) -> Interactions:
+    """`inter` unchanged for ``order="timestamp"``; for ``"file"``, with timestamps 0..n-1."""
+    check_order(order)
+    if order == "timestamp":
+        return inter
+    return replace(inter, timestamps=np.arange(len(inter), dtype=np.float64))
 
 
 def load_sequences(
-    dataset: str | os.PathLike | Interactions, kcore: int | None = None, **kw
+    dataset: str | os.PathLike | Interactions,
+    kcore: int | None = None,
+    *,
+    order: str = "timestamp",
+    **kw,
 ) -> SequenceData:
     """`load_interactions` (keywords `kw` pass through), then `build_sequences`.
 
     kcore: minimum interactions per user and item; None means 5 for ``ml-1m`` and ``ml-20m``,
-    0 (no filtering) otherwise. An `Interactions` log may be passed instead of a name.
+    0 (no filtering) otherwise. An `Interactions` log may be passed instead of a name (then
+    `kw` must be empty). order: ``"timestamp"`` (default) or ``"file"``, as in
+    `load_interactions`; give ``order="file"`` for an atomic file without timestamps whose
+    rows are in time order.
     """
-    inter = dataset if isinstance(dataset, Interactions) else load_interactions(dataset, **kw)
+    if isinstance(dataset, Interactions):
+        if kw:
+            raise TypeError(
+                f"{dataset.name}: keyword arguments {sorted(kw)} apply only when loading by "
+                "name or path, not to an Interactions log"
+            )
+        inter = _in_order(dataset, order)
+    else:
+        inter = load_interactions(dataset, order=order, **kw)
     if kcore is None:
         name = inter.name if isinstance(dataset, Interactions) else dataset
         kcore = DEFAULT_KCORE.get(name, 0) if isinstance(name, str) else 0
