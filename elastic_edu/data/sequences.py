@@ -158,7 +158,12 @@ class LOOSplit:
 
 
 def leave_one_out(data: SequenceData) -> LOOSplit:
-    """Split every user's sequence: last item tests, second last validates, the rest trains."""
+    """Split every user's sequence: last item tests, second last validates, the rest trains.
+
+    Raises ValueError when no user has the 3 items this needs (nothing could be evaluated),
+    saying how many users there are and how long the longest sequence is.
+    """
+    _check_evaluable(data)
     train, vh, vt, th, tt, users = [], [], [], [], [], []
     skipped = 0
     for u, seq in enumerate(data.sequences):
@@ -180,6 +185,17 @@ def leave_one_out(data: SequenceData) -> LOOSplit:
         num_items=data.num_items,
         skipped_users=skipped,
     )
+
+
+def _check_evaluable(data: SequenceData) -> None:
+    """Raise ValueError unless at least one user has 3 items (test, validation, one to train)."""
+    longest = int(max((len(s) for s in data.sequences), default=0))
+    if longest < 3:
+        raise ValueError(
+            f"{data.name}: no user has the 3 items leave-one-out needs (the last to test, the "
+            f"second last to validate, at least one to train): {data.num_users} users, the "
+            f"longest sequence has {longest} items; nothing could be evaluated"
+        )
 
 
 def pad_left(seqs: list[np.ndarray], max_len: int, width: int | None = None) -> torch.Tensor:

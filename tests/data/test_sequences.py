@@ -132,6 +132,18 @@ def test_leave_one_out():
         np.testing.assert_array_equal(split.train[u], data.sequences[u])
 
 
+@pytest.mark.parametrize("lengths", [[2, 1, 2], [1]])
+def test_leave_one_out_without_an_evaluable_user(lengths):
+    # used to fail only after a training epoch, in torch.cat of an empty list
+    with pytest.raises(ValueError) as err:
+        leave_one_out(_data(lengths))
+    message = str(err.value)
+    assert "no user has the 3 items leave-one-out needs" in message
+    assert f"{len(lengths)} users" in message
+    assert f"the longest sequence has {max(lengths)} items" in message
+    assert leave_one_out(_data([*lengths, 3])).test.users.tolist() == [len(lengths)]
+
+
 def test_pad_left():
     out = pad_left([np.array([1, 2, 3, 4, 5]), np.array([7])], max_len=3)
     assert out.dtype == torch.int64
