@@ -1,8 +1,9 @@
 """Download a file atomically, with an MD5 check, and fail with a message a person can act on.
 
-The file is streamed into a temporary file beside `dest`, checked, and only then renamed onto
-`dest` (``os.replace`` is atomic on one file system): an interrupted or corrupt download never
-leaves a file at `dest` that a later run would trust.
+The file is streamed into a temporary file beside `dest`, checked (against the MD5 when one is
+given, else against the length the server announced in ``Content-Length``), and only then
+renamed onto `dest` (``os.replace`` is atomic on one file system): an interrupted, truncated or
+corrupt download never leaves a file at `dest` that a later run would trust.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ _MD5 = re.compile(r"\b([0-9a-fA-F]{32})\b")
 
 
 class DownloadError(RuntimeError):
-    """A download failed (network, HTTP status, timeout or checksum); nothing was left at dest."""
+    """A download failed (network, HTTP status, timeout, checksum or length); nothing was left
+    at dest."""
 
 
 def parse_md5(text: str) -> str:
@@ -73,6 +75,8 @@ def download(
     """Download `url` to `dest` and return `dest`; an existing `dest` is returned untouched.
 
     md5: the expected hex digest, or md5_url: where the digest is published (fetched first).
+    Without either, the body must be as long as the server's ``Content-Length`` says (when it
+    sends one): a connection that ends early would otherwise leave a truncated file.
     progress: show a tqdm bar. timeout: seconds for connecting and for each read.
     Raises DownloadError (naming the URL, and for network failures where to put the file by
     hand) on any failure; then neither `dest` nor a temporary file is left behind.
@@ -87,11 +91,16 @@ def download(
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as out:
-            digest = _stream(url, out, dest, progress, timeout)
+            digest, size, announced = _stream(url, out, dest, progress, timeout)
         if md5 is not None and digest != md5.lower():
             raise DownloadError(
-                f"checksum mismatch for {url}: expected MD5 {md5.lower()}, got {digest}; "
-                f"the file was not kept (expected at {dest})"
+                f"checksum mismatch for {url}: expected MD5 {md5.lower()}, got {digest} "
+                f"({_sizes(size, announced)}); the file was not kept (expected at {dest})"
+            )
+        if md5 is None and announced is not None and size != announced:
+            raise DownloadError(
+                f"incomplete download of {url}: {_sizes(size, announced)}; the partial file "
+                f"was not kept (expected at {dest}): try again"
             )
         os.replace(tmp, dest)
     except BaseException:
@@ -100,17 +109,39 @@ def download(
     return dest
 
 
-def _stream(url: str, out: BinaryIO, dest: Path, progress: bool, timeout: float) -> str:
-    """Copy the body of `url` into the open file `out`; return its MD5 hex digest."""
+def _sizes(size: int, announced: int | None) -> str:
+    if announced is None:
+        return f"received {size} bytes, the server sent no Content-Length"
+    return f"received {size} bytes, the server announced {announced} (Content-Length)"
+
+
+def _content_length(response) -> int | None:
+    """The ``Content-Length`` header as an int, None when absent or not a number."""
+    try:
+        return int(response.headers.get("Content-Length") or "")
+    except ValueError:
+        return None
+
+
+def _stream(
+    url: str, out: BinaryIO, dest: Path, progress: bool, timeout: float
+) -> tuple[str, int, int | None]:
+    """Copy the body of `url` into the open file `out`.
+
+    Returns (MD5 hex digest, bytes received, the ``Content-Length`` announced or None).
+    """
     digest = hashlib.md5()
+    size = 0
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
-            total = int(response.headers.get("Content-Length") or 0) or None
+            announced = _content_length(response)
+            total = announced or None
             bar = tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, disable=not progress)
             with bar:
                 while chunk := response.read(CHUNK):
                     out.write(chunk)
                     digest.update(chunk)
+                    size += len(chunk)
                     bar.update(len(chunk))
     except urllib.error.HTTPError as err:
         raise DownloadError(
@@ -119,4 +150,4 @@ def _stream(url: str, out: BinaryIO, dest: Path, progress: bool, timeout: float)
         ) from err
     except (urllib.error.URLError, http.client.HTTPException, OSError) as err:
         raise _offline(url, dest, getattr(err, "reason", None) or repr(err)) from err
-    return digest.hexdigest()
+    return digest.hexdigest(), size, announced

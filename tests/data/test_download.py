@@ -1,5 +1,8 @@
+import functools
 import hashlib
+import http.server
 import socket
+import threading
 
 import pytest
 
@@ -59,6 +62,61 @@ def test_checksum_mismatch_leaves_nothing(http_root, tmp_path):
         download(f"{url}/ml-test.zip", dest_dir / "ml-test.zip", md5="0" * 32, progress=False)
     assert f"{url}/ml-test.zip" in str(err.value)
     assert list(dest_dir.iterdir()) == []  # neither the file nor a temporary file
+
+
+class _ShortHandler(http.server.SimpleHTTPRequestHandler):
+    """Announces `missing` more bytes in Content-Length than it sends: a body cut short."""
+
+    missing = 1000
+
+    def send_header(self, keyword, value):
+        if keyword.lower() == "content-length":
+            value = str(int(value) + self.missing)
+        super().send_header(keyword, value)
+
+    def log_message(self, format, *args):  # noqa: A002 - the stdlib's signature
+        pass
+
+
+@pytest.fixture
+def short_http_root(tmp_path):
+    """Like `http_root`, but every body is 1000 bytes shorter than its Content-Length."""
+    root = tmp_path / "served-short"
+    root.mkdir()
+    handler = functools.partial(_ShortHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", root
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_truncated_download_without_md5_is_refused(short_http_root, tmp_path):
+    # the connection ends 1000 bytes early: without a checksum this used to keep the stub
+    url, root = short_http_root
+    _serve(root)
+    dest_dir = tmp_path / "cache"
+    with pytest.raises(DownloadError) as err:
+        download(f"{url}/ml-test.zip", dest_dir / "ml-test.zip", progress=False)
+    message = str(err.value)
+    assert f"{url}/ml-test.zip" in message and "incomplete download" in message
+    assert f"received {len(PAYLOAD)} bytes" in message
+    assert f"announced {len(PAYLOAD) + 1000}" in message
+    assert list(dest_dir.iterdir()) == []  # neither the file nor the partial temporary file
+
+
+def test_truncated_download_with_md5_reports_sizes(short_http_root, tmp_path):
+    url, root = short_http_root
+    digest = _serve(root)
+    with pytest.raises(DownloadError, match=f"checksum mismatch.*announced {len(PAYLOAD) + 1000}"):
+        download(f"{url}/ml-test.zip", tmp_path / "ml-test.zip", md5="0" * 32, progress=False)
+    # the checksum decides when there is one: the whole body arrived, the header lied
+    download(f"{url}/ml-test.zip", tmp_path / "ml-test.zip", md5=digest, progress=False)
+    assert (tmp_path / "ml-test.zip").read_bytes() == PAYLOAD
 
 
 def test_server_down_names_url_and_dest(closed_url, tmp_path):
