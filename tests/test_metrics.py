@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -104,3 +105,53 @@ def test_recommend_errors():
         recommend(model, [0, 41], k=5)
     with pytest.raises(ValueError, match="k=0"):
         recommend(model, [1], k=0)
+
+
+@pytest.mark.parametrize(
+    "history, shown",
+    [
+        ([3.7], "history[0]=3.7 (float)"),
+        ([1, True], "history[1]=True (bool)"),
+        ([2, "3"], "history[1]='3' (str)"),
+        (np.array([1.0, 2.0]), "history[0]=np.float64(1.0)"),
+        (torch.tensor([1.5]), "history[0]=np.float32(1.5)"),
+        (np.array([True]), "history[0]=np.True_"),
+    ],
+)
+def test_recommend_rejects_ids_that_are_not_integers(history, shown):
+    # 3.7 used to become item 3 without a word
+    with pytest.raises(ValueError, match="integer item ids") as err:
+        recommend(_tiny_model(), history, k=5)
+    assert shown in str(err.value)
+
+
+def test_recommend_accepts_numpy_and_torch_integers():
+    model = _tiny_model()
+    expected = recommend(model, [3, 7], k=5)
+    for history in (
+        [np.int64(3), np.int32(7)],
+        np.array([3, 7], dtype=np.int16),
+        np.array([3, 7], dtype=np.uint8),
+        torch.tensor([3, 7]),
+        (3, 7),
+    ):
+        assert recommend(model, history, k=5) == expected
+    with pytest.raises(ValueError, match="k=2.0 must be an integer"):
+        recommend(model, [3], k=2.0)
+
+
+def test_recommend_warns_when_fewer_than_k_items_are_left():
+    pop = Popularity.from_train([np.array([1, 2, 2, 3, 4, 5])], num_items=5)
+    with pytest.warns(UserWarning) as record:
+        recs = recommend(pop, [2, 3, 2], k=4)
+    assert {i for i, _ in recs} == {1, 4, 5}  # all that is left, best first
+    assert [s for _, s in recs] == sorted((s for _, s in recs), reverse=True)
+    message = str(record[0].message)
+    assert (
+        "only 3 of the 5 items are left" in message and "excluding the 2 in the history" in message
+    )
+    assert "not k=4" in message and record[0].filename == __file__
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(recommend(pop, [2, 3], k=3)) == 3  # exactly k left: no warning
+        assert len(recommend(pop, [2, 3], k=5, exclude_history=False)) == 5
