@@ -12,8 +12,6 @@ import numpy as np
 import torch
 from einops import reduce
 
-from elastic_edu.data.sequences import pad_left
-
 
 def _entropy(counts: np.ndarray) -> float:
     p = counts[counts > 0] / counts.sum()
@@ -49,20 +47,56 @@ def shuffled_nmi(a, b, repeats: int = 10, seed: int = 0) -> float:
     return float(np.mean([nmi(a, rng.permutation(b)) for _ in range(repeats)]))
 
 
+def _encoded(model, history) -> tuple[torch.Tensor, object]:
+    """Encode one history the way the model scores it; returns (kept, EncoderOutput).
+
+    kept: bool (n,) True at the window positions that hold the history's items (not padding,
+    not a [MASK] read-out token).
+    """
+    items = model.prepare([history])
+    out = model.encode(items, return_weights=True)
+    window = items[:, -out.pad.shape[1] :]
+    kept = ~out.pad[0]
+    if "cloze" in getattr(model, "objectives", ()):
+        kept &= window[0] != model.mask_token
+    return kept, out
+
+
 @torch.no_grad()
 def expert_assignments(model, histories: list[np.ndarray], layer: int = -1) -> list[np.ndarray]:
     """Each history item's expert: argmax over e of the dispatch weights, summed over heads.
 
-    Returns one int array per history (the last `max_len` items, unpadded).
+    Returns one int array per history (its last items as the model encodes them, unpadded).
     """
     model.eval()
     out = []
     for h in histories:
-        items = pad_left([h], model.config.max_len).to(model.device)
-        weights = model.encode(items, return_weights=True).dispatch[layer]  # (b, h, n, e)
-        summed = reduce(weights, "b h n e -> b n e", "sum")
-        out.append(summed[0].argmax(-1).cpu().numpy())
+        kept, enc = _encoded(model, h)
+        summed = reduce(enc.dispatch[layer], "b h n e -> b n e", "sum")
+        out.append(summed[0].argmax(-1)[kept].cpu().numpy())
     return out
+
+
+def assignment_entropy(assignments: list[np.ndarray]) -> dict:
+    """How spread each history's expert assignments are, averaged over histories.
+
+    entropy: mean over histories of the entropy (nats) of the assignment histogram;
+    effective_experts: mean of exp(entropy), the number of equally used experts it matches.
+    """
+    ents = [_entropy(np.bincount(a)) for a in assignments if len(a)]
+    return {"entropy": float(np.mean(ents)),
+            "effective_experts": float(np.mean(np.exp(ents)))}  # fmt: skip
+
+
+def per_user_nmi(assignments: list[np.ndarray], labels: list[np.ndarray]) -> float:
+    """Mean over users of NMI(expert assignment, planted interest) within each history.
+
+    Retrieved experts differ from user to user, so expert indices mean nothing across users;
+    within one history they should still separate its interests. labels[u] aligns with
+    assignments[u] (the same last items).
+    """
+    scores = [nmi(a, lab) for a, lab in zip(assignments, labels) if len(a) > 1]
+    return float(np.mean(scores))
 
 
 @torch.no_grad()
@@ -71,8 +105,8 @@ def slot_counts(model, histories: list[np.ndarray], batch_size: int = 256) -> np
     model.eval()
     counts = torch.zeros(model.memory.num_slots, dtype=torch.long)
     for start in range(0, len(histories), batch_size):
-        items = pad_left(histories[start : start + batch_size], model.config.max_len)
-        slots = model.encode(items.to(model.device)).slots  # (b, e)
+        items = model.prepare(histories[start : start + batch_size])
+        slots = model.encode(items).slots  # (b, e)
         counts += torch.bincount(slots.flatten().cpu(), minlength=len(counts))
     return counts.numpy()
 

@@ -47,7 +47,7 @@ from elastic_edu.bench_report import (  # noqa: F401 - re-exported: elastic_edu.
     reference_k,
     summarise,
 )
-from elastic_edu.config import ModelConfig
+from elastic_edu.config import MemoryConfig, ModelConfig
 from elastic_edu.device import choose_device, describe_device
 from elastic_edu.models import build_model
 
@@ -81,7 +81,7 @@ def model_config(variant: dict, s: dict) -> ModelConfig:
     return ModelConfig(
         model=variant["model"], num_items=s["num_items"], max_len=s["max_len"], dim=s["dim"],
         heads=s["heads"], layers=s["layers"], dropout=0.0, attention=variant["attention"],
-        experts=k, subkeys=32, candidates=k, key_dim=64,
+        num_experts=k, memory=MemoryConfig(subkeys=32, candidates=k, key_dim=64),
     )  # fmt: skip
 
 
@@ -357,7 +357,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def make_settings(argv: list[str] | None = None) -> dict:
     """The settings dict `run_bench` takes, from command-line style arguments."""
-    a = build_parser().parse_args(argv)
+    return settings_from_args(build_parser().parse_args(argv))
+
+
+def settings_from_args(a: argparse.Namespace) -> dict:
+    """The settings dict `run_bench` takes, from parsed arguments."""
     device, lengths = choose_device(a.device), sorted(set(a.lengths))
     mem = a.mem_limit * 1024 if a.mem_limit else (_mem_available_mb() or 0) * 0.8
     return {"models": a.models, "lengths": lengths, "ks": a.k, "modes": a.modes,
@@ -370,9 +374,25 @@ def make_settings(argv: list[str] | None = None) -> dict:
             **METHOD}  # fmt: skip
 
 
+def add_bench_parser(sub) -> None:
+    """The ``bench`` sub-command of `elastic_edu.cli`."""
+    p = sub.add_parser(
+        "bench",
+        parents=[build_parser()],
+        add_help=False,
+        help="latency and memory against sequence length",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.set_defaults(func=lambda a: run_settings(settings_from_args(a)))
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m elastic_edu bench ...``: measure, print progress and the summary table."""
-    s = make_settings(argv)
+    return run_settings(make_settings(argv))
+
+
+def run_settings(s: dict) -> int:
     device = torch.device(s["device"])
     print(f"bench on {describe_device(device)} ({device}), torch {torch.__version__}, "
           f"batch {s['batch']}, {s['dtype']}, d={s['dim']}, {s['layers']} layers")  # fmt: skip

@@ -1,242 +1,340 @@
-"""Command line: ``python -m elastic_edu {train,compare,bench} ...``.
+"""Command line: python -m elastic_edu {train,compare,bench} ...
 
-python -m elastic_edu train --model sasrec --dataset ml-100k --seed 0 --out result.json
-python -m elastic_edu compare --dataset ../shared/data/ml-100k --seeds 0 1 2 --out table.json
-python -m elastic_edu bench --models sasrec-naive sasrec-sdpa elastic --lengths 2048 8192
+  python -m elastic_edu train --model elastic --dataset ml-100k --seed 0 --out result.json
+  python -m elastic_edu compare --dataset ml-100k --models sasrec gru4rec elastic --out table.json
+  python -m elastic_edu bench --models sasrec-sdpa elastic-causal --lengths 2048 8192
+  torchrun --nproc_per_node=2 -m elastic_edu train --model sasrec --device cpu --out result.json
+
+Options are generated from the configuration dataclasses (elastic_edu.config), so every option
+shows its default and its help. Mistakes in the arguments print one line and exit with status 2
+(--debug shows the traceback); a run that diverges exits with status 1 and writes no metrics;
+Ctrl-C or SIGTERM during training writes the results of the best weights so far, marked
+"stopped": "interrupted", and exits with status 130.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
+import types
+import typing
 from pathlib import Path
 
-from elastic_edu.config import MODELS
+from elastic_edu.config import MemoryConfig, ModelConfig, TrainConfig
+
+SKIP = {"model", "num_items", "memory"}
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("data")
+class UserError(ValueError):
+    """A mistake in the command line: printed as one line, exit status 2."""
+
+
+def _field_type(f: dataclasses.Field, owner: type):
+    hint = typing.get_type_hints(owner)[f.name]
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and args:
+        hint = args[0]
+    return hint
+
+
+def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, title: str,
+                          notes: dict[str, str] | None = None) -> None:  # fmt: skip
+    """One option per field of `cls`: --field-name, its type, its help and its default.
+
+    Options default to None (unset), so a model's own defaults apply; the help shows the
+    dataclass default.
+    """
+    group = parser.add_argument_group(title)
+    for f in dataclasses.fields(cls):
+        if f.name in SKIP:
+            continue
+        kind = _field_type(f, cls)
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        shown = (notes or {}).get(f.name, "none" if default is None else str(default))
+        text = f"{f.metadata.get('help', '')} (default: {shown})".replace("%", "%%")
+        flag = "--" + f.name.replace("_", "-")
+        if kind is bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
+                               help=text)  # fmt: skip
+        else:
+            group.add_argument(flag, type=kind, default=None, choices=f.metadata.get("choices"),
+                               metavar=f.name.upper(), help=text)  # fmt: skip
+
+
+def _add_data(parser: argparse.ArgumentParser) -> None:
+    from elastic_edu.data import DATASETS, ORDERS
+
+    g = parser.add_argument_group("data")
+    g.add_argument("--dataset", default="ml-100k",
+                   help=f"{' | '.join(DATASETS)} | a folder of RecBole atomic files "
+                        "(default: ml-100k)")  # fmt: skip
     g.add_argument(
-        "--dataset",
-        default="ml-100k",
-        help="ml-100k | ml-1m | ml-20m | synthetic | path to a RecBole atomic folder",
-    )
-    g.add_argument("--kcore", type=int, default=None, help="k-core filter (default per dataset)")
-    g = p.add_argument_group("model (defaults: elastic_edu.config.ModelConfig)")
-    for name, typ in [
-        ("max-len", int),
-        ("dim", int),
-        ("heads", int),
-        ("layers", int),
-        ("dropout", float),
-        ("experts", int),
-        ("subkeys", int),
-        ("candidates", int),
-        ("key-dim", int),
-    ]:
-        g.add_argument(f"--{name}", type=typ, default=None)
-    g.add_argument(
-        "--attention", choices=["naive", "sdpa"], default=None, help="SASRec attention back-end"
-    )
-    g = p.add_argument_group("training (defaults: elastic_edu.config.TrainConfig)")
-    for name, typ in [
-        ("epochs", int),
-        ("batch-size", int),
-        ("lr", float),
-        ("weight-decay", float),
-        ("patience", int),
-        ("cuts-per-user", int),
-        ("memory-lr-scale", float),
-        ("max-minutes", float),
-        ("eval-every", int),
-    ]:
-        g.add_argument(f"--{name}", type=typ, default=None)
-    g.add_argument(
-        "--objective",
-        choices=["all", "cut"],
+        "--kcore",
+        type=int,
         default=None,
-        help="default: all for sasrec, cut for elastic and lda",
+        help="k-core filter (default: 5 for ml-1m and ml-20m, else none)",
     )
-    g.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, mps")
-    g.add_argument("--no-bf16", action="store_true", help="disable bf16 autocast on GPU")
+    g.add_argument("--order", choices=ORDERS, default="timestamp",
+                   help="time order from the timestamp column, or the file's row order "
+                        "(default: timestamp)")  # fmt: skip
+
+
+def _add_run(parser: argparse.ArgumentParser, objective_note: str) -> None:
+    add_dataclass_options(parser, ModelConfig, "model (elastic_edu.config.ModelConfig)")
+    add_dataclass_options(parser, MemoryConfig, "interest memory (elastic_edu.config.MemoryConfig)")
+    add_dataclass_options(parser, TrainConfig, "training (elastic_edu.config.TrainConfig)",
+                          {"objective": objective_note})  # fmt: skip
+    g = parser.add_argument_group("output")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
+    g.add_argument("--debug", action="store_true", help="show tracebacks of user errors")
 
 
-def _overrides(args: argparse.Namespace) -> dict:
-    names = [
-        "max_len",
-        "dim",
-        "heads",
-        "layers",
-        "dropout",
-        "experts",
-        "subkeys",
-        "candidates",
-        "key_dim",
-        "attention",
-        "epochs",
-        "batch_size",
-        "lr",
-        "weight_decay",
-        "patience",
-        "cuts_per_user",
-        "memory_lr_scale",
-        "max_minutes",
-        "eval_every",
-        "objective",
-    ]
-    out = {n: getattr(args, n) for n in names}
-    out["device"] = args.device
-    out["bf16"] = not args.no_bf16
-    return out
+def build_parser() -> argparse.ArgumentParser:
+    from elastic_edu.models import REGISTRY
+
+    names = ", ".join(f"{n} ({s.default_objective or 'counted'})" for n, s in REGISTRY.items())
+    raw = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(prog="python -m elastic_edu", description=__doc__,
+                                     formatter_class=raw)  # fmt: skip
+    sub = parser.add_subparsers(dest="command", required=True)
+    models = "\n".join(f"  {n:<15} {s.summary}" for n, s in REGISTRY.items())
+    p = sub.add_parser("train", help="train and evaluate one model",
+                       description=f"Train and evaluate one model.\n\nmodels:\n{models}",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("--model", choices=list(REGISTRY), default="elastic",
+                   help="the model to train (default: elastic)")  # fmt: skip
+    p.add_argument("--out", default=None, help="write the result JSON here (default: none)")
+    p.add_argument("--checkpoint", default=None,
+                   help="save the best weights here, and a resume checkpoint beside it "
+                        "(default: none)")  # fmt: skip
+    p.add_argument(
+        "--resume", action="store_true", help="continue the run whose --checkpoint is given"
+    )
+    _add_data(p)
+    _add_run(p, f"the model's own: {names}")
+    p.set_defaults(func=cmd_train)
+    p = sub.add_parser(
+        "compare",
+        help="several models x seeds: mean ± SE, paired tests",
+        description="Several models x seeds: mean ± standard error, paired "
+        "per-user tests of the first model against the others.",
+    )
+    p.add_argument("--models", nargs="+", metavar="MODEL[:OBJECTIVE]",
+                   default=["popularity", "gru4rec", "sasrec", "elastic"],
+                   help="models, each optionally with an objective (default: popularity gru4rec "
+                        "sasrec elastic)")  # fmt: skip
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                   help="seeds (default: 0 1 2)")  # fmt: skip
+    p.add_argument("--out", default=None, help="write the table JSON here (default: none)")
+    _add_data(p)
+    _add_run(p, "each model's own")
+    p.set_defaults(func=cmd_compare)
+    from elastic_edu.bench import add_bench_parser
+
+    add_bench_parser(sub)
+    return parser
+
+
+def overrides(args: argparse.Namespace) -> dict:
+    """The config fields set on the command line (unset ones are None and dropped later)."""
+    names = {f.name for cls in (ModelConfig, MemoryConfig, TrainConfig)
+             for f in dataclasses.fields(cls)} - SKIP  # fmt: skip
+    return {n: getattr(args, n) for n in names if hasattr(args, n)}
 
 
 def _load(args):
     from elastic_edu.data import load_sequences
     from elastic_edu.data.sequences import leave_one_out
 
-    data = load_sequences(args.dataset, kcore=args.kcore)
+    data = load_sequences(args.dataset, kcore=args.kcore, order=args.order)
     return data, leave_one_out(data)
 
 
-def _print_metrics(label: str, result: dict, out=None) -> None:
-    out = out or sys.stdout
-    ks = [k for k in result["test"] if k.startswith("HR@")]
-    print(f"\n{label}", file=out)
-    print(
-        f"{'split':<12}"
-        + "".join(
-            f"{m:>10}" for k in ks for m in (k, k.replace("HR", "NDCG"), k.replace("HR", "MRR"))
-        ),
-        file=out,
-    )
-    for split in ("valid", "test", "test_masked"):
-        row = "".join(
-            f"{result[split][m]:>10.4f}"
-            for k in ks
-            for m in (k, k.replace("HR", "NDCG"), k.replace("HR", "MRR"))
-        )
-        print(f"{split:<12}{row}", file=out)
+def _check_output(path, what: str):
+    from elastic_edu.checkpoint import check_writable
+
+    if path is None:
+        return None
+    try:
+        return check_writable(path, what)
+    except ValueError as err:
+        raise UserError(str(err)) from None
 
 
-def _jsonable(result: dict) -> dict:
-    return {k: v for k, v in result.items() if k != "model"}
+def _configs(model: str, num_items: int, args, seed=None):
+    from elastic_edu.experiment import default_configs
+    from elastic_edu.models import check_objective
+
+    ov = overrides(args)
+    if seed is not None:
+        ov["seed"] = seed
+    spec_model, _, objective = model.partition(":")
+    if objective:
+        ov["objective"] = objective
+    mc, tc = default_configs(spec_model, num_items, **ov)
+    if objective or ov.get("objective"):
+        check_objective(mc.model, tc.objective)
+    return mc, tc
+
+
+def _check_resources(mc, tc) -> None:
+    from elastic_edu.profile import check_memory
+
+    check_memory(mc, tc)
 
 
 def cmd_train(args) -> int:
-    from elastic_edu.experiment import default_configs, run
+    from elastic_edu.experiment import run
 
+    out = _check_output(args.out, "--out")
+    ckpt = _check_output(args.checkpoint, "--checkpoint")
+    if args.resume and ckpt is None:
+        raise UserError("--resume needs the --checkpoint of the run to continue")
     data, split = _load(args)
-    mc, tc = default_configs(args.model, data.num_items, seed=args.seed, **_overrides(args))
+    mc, tc = _configs(args.model, data.num_items, args)
+    _check_resources(mc, tc)
     print(f"data: {data.name} {data.summary()}; evaluated users: {len(split.test)}")
-    result = run(
-        split, mc, tc, dataset=args.dataset, progress=not args.quiet, checkpoint=args.checkpoint
-    )
+    result = run(split, mc, tc, dataset=args.dataset, progress=not args.quiet,
+                 checkpoint=ckpt, resume=args.resume)  # fmt: skip
+    if not result.get("is_main", True):
+        return 0
     result["data"] = data.summary()
-    _print_metrics(
-        f"{args.model} (seed {args.seed}, {result['device_name']}, "
-        f"{result['train_seconds']:.0f} s)",
-        result,
-    )
-    if args.out:
-        _write_json(args.out, _jsonable(result))
-    return 0
+    print_metrics(f"{mc.model} (seed {tc.seed}, {result['device_name']}, "
+                  f"{result['train_seconds']:.0f} s, {result['stopped']})", result)  # fmt: skip
+    if out:
+        write_json(out, jsonable(result))
+    return 130 if result["stopped"] == "interrupted" else 0
 
 
 def cmd_compare(args) -> int:
-    from elastic_edu.experiment import default_configs, format_table, run, summarise
+    from elastic_edu.experiment import (
+        by_history_length,
+        format_table,
+        paired_test,
+        run,
+        summarise,
+    )
 
+    out = _check_output(args.out, "--out")
     data, split = _load(args)
+    plans = []
+    for spec in args.models:  # check every spec before training anything
+        try:
+            seeds = args.seeds[:1] if spec.partition(":")[0] == "popularity" else args.seeds
+            for seed in seeds:
+                plans.append((spec, *_configs(spec, data.num_items, args, seed)))
+        except ValueError as err:
+            raise UserError(f"--models {spec}: {err}") from None
+    for _, mc, tc in plans:
+        _check_resources(mc, tc)
     print(f"data: {data.name} {data.summary()}; evaluated users: {len(split.test)}")
-    variants = []
-    for spec in args.models:
-        model, _, objective = spec.partition(":")
-        if model not in MODELS:
-            raise SystemExit(f"--models: unknown model {model!r} in {spec!r}; choose from {MODELS}")
-        variants.append((spec, model, objective or None))
-    runs, rows = {}, {}
-    for label, model, objective in variants:
-        seeds = args.seeds[:1] if model == "popularity" else args.seeds
-        for seed in seeds:
-            ov = _overrides(args)
-            ov["objective"] = objective or ov["objective"]
-            mc, tc = default_configs(model, data.num_items, seed=seed, **ov)
-            res = run(split, mc, tc, dataset=args.dataset, progress=not args.quiet)
-            runs.setdefault(label, []).append(_jsonable(res))
-            print(
-                f"{label} seed {seed}: test NDCG@10 {res['test']['NDCG@10']:.4f} "
-                f"HR@10 {res['test']['HR@10']:.4f} ({res['train_seconds']:.0f} s)",
-                flush=True,
-            )
-        rows[label] = summarise(runs[label])
+    runs: dict[str, list[dict]] = {}
+    for label, mc, tc in plans:
+        res = run(split, mc, tc, dataset=args.dataset, progress=not args.quiet)
+        if res["stopped"] == "interrupted":
+            raise KeyboardInterrupt
+        runs.setdefault(label, []).append(jsonable(res))
+        print(f"{label} seed {tc.seed}: test NDCG@10 {res['test']['NDCG@10']:.4f} "
+              f"HR@10 {res['test']['HR@10']:.4f} ({res['epochs']} epochs, "
+              f"{res['train_seconds']:.0f} s, {res['stopped']})", flush=True)  # fmt: skip
+    rows = {label: summarise(r) for label, r in runs.items()}
     table = format_table(rows)
     print("\n" + table)
-    if args.out:
-        first = next(iter(runs.values()))[0]
-        _write_json(
-            args.out,
-            {
-                "data": data.summary(),
-                "dataset": args.dataset,
-                "device_name": first["device_name"],
-                "torch": first["torch"],
-                "seeds": args.seeds,
-                "summary": rows,
-                "table": table,
-                "runs": runs,
-            },
-        )
+    first = next(iter(runs.values()))[0]
+    payload = {"data": data.summary(), "dataset": args.dataset,
+               "device_name": first["device_name"], "torch": first["torch"],
+               "seeds": args.seeds, "summary": rows, "table": table,
+               "by_history_length": {k: by_history_length(r) for k, r in runs.items()},
+               "runs": runs}  # fmt: skip
+    payload["paired"] = paired_tests(runs, paired_test)
+    for name, test in payload["paired"].items():
+        print(f"paired {name}: NDCG@10 diff {test['mean_diff']:+.4f} "
+              f"(95% CI {test['ci95'][0]:+.4f}..{test['ci95'][1]:+.4f}), "
+              f"sign test p = {test['sign_test_p']:.3g}")  # fmt: skip
+    if out:
+        write_json(out, payload)
     return 0
 
 
-def _write_json(path, payload) -> None:
+def paired_tests(runs: dict[str, list[dict]], test) -> dict:
+    """Every model against every other, per-user NDCG@10 averaged over their common seeds."""
+    import numpy as np
+
+    out = {}
+    labels = list(runs)
+    for i, a in enumerate(labels):
+        for b in labels[i + 1 :]:
+            n = min(len(runs[a]), len(runs[b]))
+            if n == 0:
+                continue
+            ra = np.mean([np.asarray(r["ranks"]["test"]) for r in runs[a][:n]], axis=0)
+            rb = np.mean([np.asarray(r["ranks"]["test"]) for r in runs[b][:n]], axis=0)
+            out[f"{a} vs {b}"] = test(ra, rb)
+    return out
+
+
+def print_metrics(label: str, result: dict, out=None) -> None:
+    out = out or sys.stdout
+    ks = [k for k in result["test"] if k.startswith("HR@")]
+    cols = [m for k in ks for m in (k, k.replace("HR", "NDCG"), k.replace("HR", "MRR"))]
+    print(f"\n{label}", file=out)
+    print(f"{'split':<12}" + "".join(f"{m:>10}" for m in cols), file=out)
+    for split in ("valid", "test", "test_masked"):
+        print(f"{split:<12}" + "".join(f"{result[split][m]:>10.4f}" for m in cols), file=out)
+
+
+def jsonable(result: dict) -> dict:
+    return {k: v for k, v in result.items() if k not in ("model", "is_main")}
+
+
+def write_json(path, payload) -> None:
+    """Write JSON atomically (a temporary file beside it, then a rename)."""
+    import os
+    import tempfile
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1, default=str))
-    tmp.replace(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(payload, fh, indent=1, default=str)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
     print(f"wrote {path}")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m elastic_edu",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("train", help="train and evaluate one model")
-    p.add_argument("--model", choices=MODELS, default="sasrec")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="write the result JSON here")
-    p.add_argument("--checkpoint", default=None, help="save the best weights with their config")
-    _add_common(p)
-    p.set_defaults(func=cmd_train)
-    p = sub.add_parser("compare", help="several models x seeds, mean ± standard error")
-    p.add_argument(
-        "--models",
-        nargs="+",
-        default=["popularity", "sasrec:all", "sasrec:cut", "lda", "elastic"],
-        help="model or model:objective",
-    )
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--out", default=None)
-    _add_common(p)
-    p.set_defaults(func=cmd_compare)
-    p = sub.add_parser("bench", help="latency and memory against sequence length")
-    p.set_defaults(func=None)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "bench":
-        from elastic_edu.bench import main as bench_main
+    debug = "--debug" in argv
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from elastic_edu.checkpoint import CheckpointError
+    from elastic_edu.data.download import DownloadError
+    from elastic_edu.metrics import NonFiniteScores
 
-        return bench_main(argv[1:])
-    args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (NonFiniteScores, FloatingPointError) as err:
+        if debug:
+            raise
+        print(f"error: training diverged, no metrics written: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (UserError, ValueError, FileNotFoundError, CheckpointError, DownloadError) as err:
+        if debug:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    finally:
+        from elastic_edu.distributed import shutdown
+
+        shutdown()
 
 
 if __name__ == "__main__":

@@ -1,75 +1,96 @@
 """Configuration dataclasses: one documented place for every knob of models and training.
 
-Checkpoints store `ModelConfig` and refuse to load into a model built with a different one.
+Each field carries its one-line help (``metadata["help"]``); the command line is generated from
+these fields, so a default or a help text changes here only. Checkpoints store `ModelConfig` and
+refuse to load into a model built with a different one.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+import math
+from dataclasses import asdict, dataclass, field, fields
 
-MODELS = ("sasrec", "elastic", "lda", "popularity")
+
+def _opt(default, help: str, **kw):  # noqa: A002 - the field's help text
+    """A dataclass field with its command-line help."""
+    if isinstance(default, (list, dict)) or callable(default):
+        return field(default_factory=default, metadata={"help": help, **kw})
+    return field(default=default, metadata={"help": help, **kw})
+
+
+def _positive(obj, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}={value!r} must be an integer of at least 1")
+
+
+def _finite(obj, name: str, low: float, high: float = math.inf, *, open_low=False) -> None:
+    value = getattr(obj, name)
+    ok = isinstance(value, (int, float)) and math.isfinite(value)
+    ok = ok and (value > low if open_low else value >= low) and value <= high
+    if not ok:
+        bound = f"({low}, {high}]" if open_low else f"[{low}, {high}]"
+        raise ValueError(f"{name}={value!r} must be a finite number in {bound}")
+
+
+@dataclass
+class MemoryConfig:
+    """The product-key interest memory of ELASTIC (Lample et al. 2019): M = subkeys**2 slots.
+
+    The rules that tie it to the number of experts k (k <= M, c >= k) are checked by
+    `elastic_edu.nn.product_keys.check_product_key_args` when the memory is built.
+    """
+
+    subkeys: int = _opt(32, "m, sub-keys per half of the product-key memory (M = m*m slots)")
+    candidates: int = _opt(32, "c, candidates kept per half in the product-key search (c >= k)")
+    key_dim: int = _opt(64, "d_k, width of the retrieval query and of the product keys (even)")
+    context: int = _opt(50, "older items before the window that form the retrieval query "
+                            "(elastic-causal)")  # fmt: skip
+
+    def __post_init__(self) -> None:
+        _positive(self, "subkeys", "candidates", "key_dim", "context")
+        if self.key_dim % 2:
+            raise ValueError(f"key_dim={self.key_dim} must be even (two halves)")
+        if self.subkeys > 4096:
+            raise ValueError(f"subkeys={self.subkeys}: at most 4096 (M = 16.8M slots)")
 
 
 @dataclass
 class ModelConfig:
-    """Architecture of a sequential recommender.
+    """Architecture of a recommender. `model` names an entry of `elastic_edu.models.REGISTRY`."""
 
-    model: ``sasrec`` (causal transformer), ``elastic`` (memory retrieval + dispatcher
-        attention), ``lda`` (dispatcher attention over k plain learned experts) or ``popularity``.
-    num_items: catalogue size I (ids 1..I; 0 is padding). Set from the data.
-    max_len: history length N kept (left-truncated).
-    dim, heads, layers, dropout: transformer width d, heads h (d % h == 0), depth L, dropout.
-    attention: SASRec back-end, ``naive`` (materialises N x N) or ``sdpa``
-        (torch's scaled_dot_product_attention).
-    experts: number k of interest experts (ELASTIC, LDA).
-    subkeys: m, sub-keys per half of the product-key memory (M = m*m slots).
-    candidates: c, candidates kept per half in the product-key search (c >= k).
-    key_dim: d_k, dimension of the retrieval query and of the product keys (even).
-    """
-
-    model: str = "sasrec"
-    num_items: int = 0
-    max_len: int = 50
-    dim: int = 64
-    heads: int = 2
-    layers: int = 2
-    dropout: float = 0.2
-    attention: str = "sdpa"
-    experts: int = 32
-    subkeys: int = 32
-    candidates: int = 32
-    key_dim: int = 64
+    model: str = _opt("sasrec", "model name (see --help for the list)")
+    num_items: int = _opt(0, "catalogue size I (ids 1..I, 0 is padding); set from the data")
+    max_len: int = _opt(50, "history length N kept (left-truncated)")
+    dim: int = _opt(64, "model width d")
+    heads: int = _opt(2, "attention heads h (dim % heads == 0)")
+    layers: int = _opt(2, "layers L")
+    dropout: float = _opt(0.2, "dropout probability")
+    attention: str = _opt("sdpa", "SASRec attention back-end: naive (N x N) or sdpa (fused)",
+                          choices=("naive", "sdpa"))  # fmt: skip
+    num_experts: int = _opt(32, "k, interest experts per user (dispatcher models)")
+    memory: MemoryConfig = _opt(MemoryConfig, "product-key memory (ELASTIC)")
 
     def __post_init__(self) -> None:
-        if self.model not in MODELS:
-            raise ValueError(f"model={self.model!r}: choose one of {', '.join(MODELS)}")
+        if isinstance(self.memory, dict):
+            self.memory = MemoryConfig(**self.memory)
+        if not isinstance(self.model, str) or not self.model:
+            raise ValueError(f"model={self.model!r} must be a model name")
         if self.attention not in ("naive", "sdpa"):
             raise ValueError(f"attention={self.attention!r}: choose 'naive' or 'sdpa'")
-        for name in ("max_len", "dim", "heads", "layers", "experts", "subkeys", "key_dim"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)} must be at least 1")
+        _positive(self, "max_len", "dim", "heads", "layers", "num_experts")
+        if isinstance(self.num_items, bool) or not isinstance(self.num_items, int):
+            raise ValueError(f"num_items={self.num_items!r} must be an integer")
+        if self.num_items < 0:
+            raise ValueError(f"num_items={self.num_items} must not be negative")
         if self.dim % self.heads:
             raise ValueError(f"dim={self.dim} is not divisible by heads={self.heads}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout={self.dropout} must lie in [0, 1)")
-        if self.model == "elastic":
-            if self.experts > self.subkeys**2:
-                raise ValueError(
-                    f"experts={self.experts} is larger than the memory's "
-                    f"M = subkeys**2 = {self.subkeys**2} slots"
-                )
-            if self.candidates < self.experts and self.candidates < self.subkeys:
-                raise ValueError(
-                    f"candidates={self.candidates} is smaller than experts={self.experts}: "
-                    "the product-key search would not be exact"
-                )
-            if self.key_dim % 2:
-                raise ValueError(f"key_dim={self.key_dim} must be even (two halves)")
-
-    @property
-    def causal(self) -> bool:
-        """True when the output at position t depends on items up to t only."""
-        return self.model == "sasrec"
+        _finite(self, "dropout", 0.0, 0.99)
+        if self.max_len > 1_048_576:
+            raise ValueError(f"max_len={self.max_len}: at most 1,048,576 positions")
+        if self.dim > 16384:
+            raise ValueError(f"dim={self.dim}: at most 16384")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -85,45 +106,44 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    """Training loop settings for `elastic_edu.train.fit`.
+    """Training settings for `elastic_edu.train.fit`."""
 
-    objective: ``all`` (a causal model predicts every next item of a training window) or
-        ``cut`` (random cut points: history before the cut predicts the item at the cut; the
-        only objective allowed for a non-causal encoder such as ELASTIC).
-    cuts_per_user: cut points drawn per user and epoch for ``cut``.
-    epochs, batch_size, lr, weight_decay: AdamW settings.
-    memory_lr_scale: learning-rate multiplier for product-key memory values.
-    patience: stop after this many validations without a better validation NDCG@10.
-    eval_every: validate every this many epochs.
-    max_minutes: wall-clock budget for training (None: no limit).
-    seed: seeds python, numpy and torch; CPU runs repeat exactly.
-    device: ``auto`` (cuda > mps > cpu) or an explicit device.
-    bf16: use bf16 autocast on CUDA.
-    """
-
-    objective: str = "all"
-    cuts_per_user: int = 8
-    epochs: int = 200
-    batch_size: int = 128
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    memory_lr_scale: float = 10.0
-    patience: int = 10
-    eval_every: int = 1
-    max_minutes: float | None = 15.0
-    seed: int = 0
-    device: str = "auto"
-    bf16: bool = True
-    eval_batch_size: int = 256
+    objective: str = _opt("all", "all (causal models: every position), cut (history -> next "
+                                 "item) or cloze (masked items)",
+                          choices=("all", "cut", "cloze"))  # fmt: skip
+    cuts_per_user: int = _opt(8, "cut: cut points drawn per user and epoch")
+    mask_prob: float = _opt(0.2, "cloze: fraction of a window's items replaced by [MASK]")
+    last_prob: float = _opt(0.1, "cloze: fraction of windows that mask only their last item")
+    epochs: int = _opt(200, "most epochs (early stopping usually ends sooner)")
+    batch_size: int = _opt(128, "training batch size")
+    lr: float = _opt(1e-3, "AdamW learning rate")
+    weight_decay: float = _opt(0.0, "AdamW weight decay")
+    memory_lr_scale: float = _opt(10.0, "learning-rate multiplier for memory value rows")
+    balance: float = _opt(0.0, "weight of the slot-usage balance loss (ELASTIC)")
+    patience: int = _opt(10, "stop after this many validations without a better NDCG@10")
+    eval_every: int = _opt(1, "validate every this many epochs")
+    max_minutes: float | None = _opt(None, "wall-clock budget for training, checked every "
+                                           "step (none: no limit)")  # fmt: skip
+    seed: int = _opt(0, "seed for python, numpy and torch (CPU runs repeat exactly)")
+    device: str = _opt("auto", "auto (cuda > mps > cpu), cpu, cuda, cuda:1, mps")
+    bf16: bool = _opt(True, "bf16 autocast on CUDA")
+    eval_batch_size: int = _opt(256, "users per evaluation batch")
 
     def __post_init__(self) -> None:
-        if self.objective not in ("all", "cut"):
-            raise ValueError(f"objective={self.objective!r}: choose 'all' or 'cut'")
-        for name in ("cuts_per_user", "epochs", "batch_size", "patience", "eval_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)} must be at least 1")
-        if self.lr <= 0:
-            raise ValueError(f"lr={self.lr} must be positive")
+        if self.objective not in ("all", "cut", "cloze"):
+            raise ValueError(f"objective={self.objective!r}: choose 'all', 'cut' or 'cloze'")
+        _positive(self, "cuts_per_user", "epochs", "batch_size", "patience", "eval_every",
+                  "eval_batch_size")  # fmt: skip
+        _finite(self, "lr", 0.0, 10.0, open_low=True)
+        _finite(self, "weight_decay", 0.0)
+        _finite(self, "memory_lr_scale", 0.0, open_low=True)
+        _finite(self, "balance", 0.0)
+        _finite(self, "mask_prob", 0.0, 1.0, open_low=True)
+        _finite(self, "last_prob", 0.0, 1.0)
+        if self.max_minutes is not None:
+            _finite(self, "max_minutes", 0.0, open_low=True)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed={self.seed!r} must be a non-negative integer")
 
     def to_dict(self) -> dict:
         return asdict(self)

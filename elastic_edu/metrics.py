@@ -3,8 +3,9 @@
 One relevant item per user (leave-one-out), so with rank r (1 = best):
     HR@K = [r <= K]      NDCG@K = [r <= K] / log2(r + 1)      MRR@K = [r <= K] / r
 Ties count against the model: r = 1 + #{items j != target : score_j >= score_target}.
-No sampled negatives, no user subset. Scores are computed in item chunks so memory stays
-bounded on large catalogues, and each user's rank is independent of the batch it is in.
+No sampled negatives, no user subset. Scores come from the model's own `score` (the path
+training optimises and `recommend` uses), and each user's rank is independent of the batch it
+is in. Non-finite scores are refused: a diverged model would otherwise rank every target first.
 """
 
 from __future__ import annotations
@@ -14,11 +15,27 @@ import warnings
 
 import numpy as np
 import torch
-from einops import einsum
 
-from elastic_edu.data.sequences import PAD, EvalSet, pad_left
+from elastic_edu.data.sequences import EvalSet
+from elastic_edu.histories import PAD
 
 KS = (10, 20, 50)
+
+
+class NonFiniteScores(FloatingPointError):
+    """A model gave NaN or infinite scores to real items: its weights have diverged."""
+
+
+def check_finite(scores: torch.Tensor, where: str = "") -> None:
+    """Raise NonFiniteScores when any real item (not padding) has a NaN or +-inf score."""
+    bad = ~torch.isfinite(scores[:, PAD + 1 :])
+    if bad.any():
+        users, items = int(bad.any(dim=1).sum()), int(bad.any(dim=0).sum())
+        raise NonFiniteScores(
+            f"the model gives NaN or infinite scores{where} to {users} of {len(scores)} users "
+            f"and {items} of {scores.shape[1] - 1} items: its weights have diverged (lower the "
+            "learning rate); no metric is computed from such scores"
+        )
 
 
 def ranks_from_scores(
@@ -29,6 +46,7 @@ def ranks_from_scores(
     exclude: optional bool (b, i), True for items that take no part in the ranking (the
     target itself is never excluded). Column 0 (padding) never counts.
     """
+    check_finite(scores)
     target_score = scores.gather(1, targets[:, None])  # (b, 1)
     beats = scores >= target_score
     beats[:, PAD] = False
@@ -52,73 +70,50 @@ def metrics_from_ranks(ranks: np.ndarray | torch.Tensor, ks=KS) -> dict[str, flo
     return out
 
 
-def _max_len(model) -> int:
-    config = getattr(model, "config", None)
-    return config.max_len if config is not None else 1
+def history_mask(histories, shape: tuple[int, int], device) -> torch.Tensor:
+    """bool (b, i): True at the items of each history (what `mask_history` removes)."""
+    mask = torch.zeros(shape, dtype=torch.bool, device=device)
+    for row, h in enumerate(histories):
+        mask[row, torch.as_tensor(np.asarray(h, dtype=np.int64), device=device)] = True
+    return mask
 
 
 @torch.no_grad()
 def rank_targets(
-    model,
-    eval_set: EvalSet,
-    *,
-    mask_history: bool = False,
-    batch_size: int = 256,
-    item_chunk: int = 16384,
+    model, eval_set: EvalSet, *, mask_history: bool = False, batch_size: int = 256
 ) -> np.ndarray:
     """The 1-based full-ranking rank of every target in `eval_set` (int64 array)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size} must be at least 1")
     was_training = model.training
     model.eval()
-    device = model.device
-    max_len = _max_len(model)
-    items = model.item_repr().float()  # (i, d)
-    num = items.shape[0]
     ranks = []
     try:
         for start in range(0, len(eval_set), batch_size):
             hist = eval_set.histories[start : start + batch_size]
-            targets = torch.as_tensor(eval_set.targets[start : start + batch_size], device=device)
-            user = model.user_repr(pad_left(hist, max_len).to(device)).float()  # (b, d)
-            target_score = einsum(user, items[targets], "b d, b d -> b")[:, None]
-            count = torch.zeros(len(hist), dtype=torch.long, device=device)
-            for lo in range(0, num, item_chunk):
-                chunk = items[lo : lo + item_chunk]
-                scores = einsum(user, chunk, "b d, i d -> b i")
-                beats = scores >= target_score
-                if lo == 0:
-                    beats[:, PAD] = False
-                inside = (targets >= lo) & (targets < lo + len(chunk))
-                rows = torch.nonzero(inside).flatten()
-                beats[rows, targets[rows] - lo] = False  # the target never beats itself
-                if mask_history:
-                    for row, h in enumerate(hist):
-                        h = torch.as_tensor(h, device=device)
-                        h = h[(h >= lo) & (h < lo + len(chunk)) & (h != targets[row])]
-                        beats[row, h - lo] = False
-                count += beats.sum(dim=1)
-            ranks.append((1 + count).cpu())
+            scores = model.score(hist)  # (b, i)
+            targets = torch.as_tensor(eval_set.targets[start : start + batch_size],
+                                      device=scores.device)  # fmt: skip
+            exclude = history_mask(hist, scores.shape, scores.device) if mask_history else None
+            try:
+                ranks.append(ranks_from_scores(scores, targets, exclude).cpu())
+            except NonFiniteScores as err:
+                where = f"(evaluation users {start}..{start + len(hist) - 1})"
+                raise NonFiniteScores(f"{err} {where}") from None
     finally:
         model.train(was_training)
     return torch.cat(ranks).numpy()
 
 
 def evaluate(
-    model,
-    eval_set: EvalSet,
-    *,
-    mask_history: bool = False,
-    batch_size: int = 256,
-    item_chunk: int = 16384,
-    ks=KS,
+    model, eval_set: EvalSet, *, mask_history: bool = False, batch_size: int = 256, ks=KS
 ) -> dict[str, float]:
-    """HR/NDCG/MRR at `ks` for any model with `user_repr(items)` and `item_repr()`.
+    """HR/NDCG/MRR at `ks` for any model with a `score(histories)` method.
 
     mask_history: exclude the items already in each user's history from the ranking (the
-    target itself is never excluded). Results do not depend on `batch_size` or `item_chunk`.
+    target itself is never excluded). Results do not depend on `batch_size`.
     """
-    ranks = rank_targets(
-        model, eval_set, mask_history=mask_history, batch_size=batch_size, item_chunk=item_chunk
-    )
+    ranks = rank_targets(model, eval_set, mask_history=mask_history, batch_size=batch_size)
     return metrics_from_ranks(ranks, ks)
 
 
@@ -187,10 +182,11 @@ def recommend(
     was_training = model.training
     model.eval()
     try:
-        items = pad_left([history], _max_len(model)).to(model.device)
-        scores = model.score(items)[0].float()
+        scores = model.score([history])
     finally:
         model.train(was_training)
+    check_finite(scores, " to this history")
+    scores = scores[0]
     if exclude_history:
         scores[torch.as_tensor(history, device=scores.device)] = -math.inf
     left = int(torch.isfinite(scores).sum())

@@ -1,29 +1,43 @@
-"""One readable training loop: AdamW, full-softmax cross-entropy, early stopping on validation.
+"""One readable training loop: AdamW, full-softmax cross-entropy, validation, callbacks.
 
-`fit` trains any `SequentialRecommender` on a leave-one-out split, validates NDCG@10 every
-`eval_every` epochs, keeps the best weights, stops on patience or the time budget, and returns a
-history for plotting. A NaN or infinite loss stops training with a message saying where.
+`fit` trains any registered model on a leave-one-out split: a sampler (`elastic_edu.data.batches`,
+chosen by the objective) gives each epoch's batches; after every epoch the model is validated
+(NDCG@10 on the validation targets) and the best weights are kept. Callbacks
+(`elastic_edu.callbacks`) stop it early, on a time budget checked every step, or on Ctrl-C /
+SIGTERM (after the current step, keeping the best weights so far), draw the progress bar and
+write checkpoints. A NaN or infinite loss, or non-finite validation scores, stop it with a
+message saying where. Under ``torchrun`` it trains with DistributedDataParallel
+(`elastic_edu.distributed`).
 """
 
 from __future__ import annotations
 
-import copy
-import math
-import os
+import contextlib
 import random
-import tempfile
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from elastic_edu.config import ModelConfig, TrainConfig
-from elastic_edu.data.sequences import LOOSplit, all_position_batches, cut_batches
+from elastic_edu import distributed
+from elastic_edu.callbacks import (
+    Callback,
+    Checkpointing,
+    EarlyStopping,
+    ProgressBar,
+    Run,
+    TimeBudget,
+)
+from elastic_edu.checkpoint import CheckpointError, last_path, read_checkpoint
+from elastic_edu.config import TrainConfig
+from elastic_edu.data.batches import make_sampler
+from elastic_edu.data.sequences import LOOSplit
 from elastic_edu.device import choose_device
-from elastic_edu.metrics import evaluate
+from elastic_edu.models.registry import check_objective
 
 
 @dataclass
@@ -37,6 +51,8 @@ class FitResult:
     train_seconds: float = 0.0
     stopped: str = "epochs"
     device: str = "cpu"
+    world_size: int = 1
+    is_main: bool = True
 
 
 def seed_everything(seed: int) -> None:
@@ -59,11 +75,24 @@ def param_groups(model: torch.nn.Module, config: TrainConfig) -> list[dict]:
     return groups
 
 
-def _batches(model, split: LOOSplit, config: TrainConfig, rng: np.random.Generator):
-    max_len = model.config.max_len
-    if config.objective == "all":
-        return all_position_batches(split.train, max_len, config.batch_size, rng)
-    return cut_batches(split.train, max_len, config.batch_size, config.cuts_per_user, rng)
+@contextlib.contextmanager
+def interruptible(run: Run):
+    """While training, SIGINT and SIGTERM ask the loop to stop after the current step."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {}
+
+    def handler(signum, frame):
+        run.stop("interrupted")
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def fit(
@@ -71,112 +100,117 @@ def fit(
     split: LOOSplit,
     config: TrainConfig | None = None,
     *,
+    sampler=None,
+    callbacks: list[Callback] | tuple = (),
     progress: bool = True,
     checkpoint: str | Path | None = None,
+    resume: bool = False,
 ) -> FitResult:
-    """Train `model` on `split.train`, early-stopping on validation NDCG@10.
+    """Train `model` on `split.train`, keeping the weights with the best validation NDCG@10.
 
-    The model's `objectives` must include `config.objective` (ELASTIC refuses ``all``: it would
-    leak the future). Returns a FitResult whose model holds the best validated weights.
+    sampler: gives each epoch's (inputs, targets) batches from a numpy Generator (default: the
+        one `config.objective` names). callbacks: more `Callback` objects.
+    checkpoint: save the best weights there (and a resume checkpoint beside it every epoch).
+    resume: continue from `checkpoint`'s resume checkpoint (optimizer and random state too).
+    A model without objectives (popularity) is counted instead of trained.
     """
     config = config or TrainConfig()
-    if config.objective not in getattr(model, "objectives", ()):
-        model.loss(None, None, config.objective)  # raises the model's own explanation
+    if not model.objectives:
+        model.count(split.train)
+        return FitResult(model=model, stopped="counted", device=str(model.device))
+    check_objective(model.name, config.objective)
     seed_everything(config.seed)
-    rng = np.random.default_rng(config.seed)
-    device = choose_device(config.device)
+    dist = distributed.context(choose_device(config.device))
+    device = dist.device
     model.to(device)
-    autocast = device.type == "cuda" and config.bf16
+    net = dist.wrap(model)
+    sampler = sampler or make_sampler(config.objective, split.train, model, config,
+                                      dist.rank, dist.world_size)  # fmt: skip
     optimizer = torch.optim.AdamW(param_groups(model, config), lr=config.lr)
-    result = FitResult(model=model, device=str(device))
-    best_score, best_state, bad_rounds = -math.inf, None, 0
-    start = time.perf_counter()
-    bar = tqdm(
-        range(1, config.epochs + 1), desc=f"train {model.config.model}", disable=not progress
-    )
-    for epoch in bar:
-        model.train()
-        losses = []
-        for step, (inputs, targets) in enumerate(_batches(model, split, config, rng)):
-            inputs, targets = inputs.to(device), targets.to(device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                loss = model.loss(inputs, targets, config.objective)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"training loss is {loss.item()} at epoch {epoch}, step {step}: lower the "
-                    f"learning rate (lr={config.lr}) or check the inputs"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
-        row = {
-            "epoch": epoch,
-            "loss": float(np.mean(losses)),
-            "seconds": time.perf_counter() - start,
-        }
-        if epoch % config.eval_every == 0 or epoch == config.epochs:
-            valid = evaluate(model, split.valid, batch_size=config.eval_batch_size)
-            row.update({f"valid_{k}": v for k, v in valid.items()})
-            if valid["NDCG@10"] > best_score:
-                best_score, bad_rounds = valid["NDCG@10"], 0
-                best_state = copy.deepcopy({k: v.cpu() for k, v in model.state_dict().items()})
-                result.best_epoch, result.best_valid = epoch, valid
-            else:
-                bad_rounds += 1
-        result.history.append(row)
-        bar.set_postfix(loss=f"{row['loss']:.3f}", ndcg10=f"{best_score:.4f}")
-        if bad_rounds >= config.patience:
-            result.stopped = "early stopping"
-            break
-        if config.max_minutes is not None and row["seconds"] > 60 * config.max_minutes:
-            result.stopped = "time budget"
-            break
-    bar.close()
-    result.train_seconds = time.perf_counter() - start
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    run = Run(model=model, optimizer=optimizer, config=config,
+              rng=np.random.default_rng(config.seed), is_main=dist.is_main)  # fmt: skip
+    if resume:
+        _restore(run, checkpoint)
+    hooks = [EarlyStopping(config.patience), ProgressBar(f"train {model.name}", progress
+             and dist.is_main), *callbacks]  # fmt: skip
+    if config.max_minutes is not None:
+        hooks.insert(0, TimeBudget(config.max_minutes))
     if checkpoint is not None:
-        save_checkpoint(checkpoint, model, config)
-    return result
+        hooks.append(Checkpointing(checkpoint))
+    autocast = device.type == "cuda" and config.bf16
+    for hook in hooks:
+        hook.on_fit_start(run)
+    with interruptible(run):
+        while run.epoch < config.epochs and not run.stopped:
+            run.epoch += 1
+            model.train()
+            batches = sampler.epoch(run.rng)
+            run.steps_per_epoch, losses = len(batches), []
+            for inputs, targets in batches:
+                inputs, targets = inputs.to(device), targets.to(device)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                    loss = net(inputs, targets, config.objective)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"training loss is {loss.item()} at epoch {run.epoch}, step "
+                        f"{run.step + 1}: lower the learning rate (lr={config.lr}) or check "
+                        "the inputs"
+                    )
+                run.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                run.optimizer.step()
+                run.step += 1
+                run.loss, run.batch = loss.item(), (inputs, targets)
+                losses.append(run.loss)
+                for hook in hooks:
+                    hook.on_step_end(run)
+                dist.agree_to_stop(run)
+                if run.stopped:
+                    break
+            row = {"epoch": run.epoch, "loss": float(np.mean(losses)), "seconds": run.seconds}
+            if run.stopped != "interrupted" and (
+                run.epoch % config.eval_every == 0 or run.epoch == config.epochs
+            ):
+                valid = dist.validate(model, split.valid, config.eval_batch_size)
+                row.update({f"valid_{k}": v for k, v in valid.items()})
+                run.record_validation(valid)
+            else:
+                run.improved = False
+            run.history.append(row)
+            for hook in hooks:
+                hook.on_epoch_end(run)
+            dist.agree_to_stop(run)
+    run.stopped = run.stopped or "epochs"
+    if run.best_state is not None:
+        model.load_state_dict(run.best_state)
+    for hook in hooks:
+        hook.on_fit_end(run)
+    return FitResult(model=model, history=run.history, best_epoch=run.best_epoch,
+                     best_valid=run.best_valid, train_seconds=run.seconds,
+                     stopped=run.stopped, device=str(device), world_size=dist.world_size,
+                     is_main=dist.is_main)  # fmt: skip
 
 
-def save_checkpoint(path: str | Path, model: torch.nn.Module, train_config: TrainConfig) -> Path:
-    """Write weights with their ModelConfig and TrainConfig, atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "model_config": model.config.to_dict(),
-        "train_config": train_config.to_dict(),
-        "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
-    }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
-
-
-def load_checkpoint(path: str | Path, config: ModelConfig | None = None) -> torch.nn.Module:
-    """Rebuild a model from a checkpoint. With `config`, refuse a checkpoint made with another."""
-    from elastic_edu.models import build_model
-
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    stored = ModelConfig.from_dict(payload["model_config"])
-    if config is not None and config != stored:
-        diff = {
-            k: (v, getattr(config, k))
-            for k, v in stored.to_dict().items()
-            if getattr(config, k) != v
-        }
-        raise ValueError(f"checkpoint {path} was made with another config (stored, given): {diff}")
-    model = build_model(stored)
-    model.load_state_dict(payload["state_dict"])
-    return model
+def _restore(run: Run, checkpoint) -> None:
+    """Load `checkpoint`'s resume state into `run` (weights, optimizer, history, generators)."""
+    if checkpoint is None:
+        raise ValueError("resume=True needs the checkpoint path whose run it continues")
+    path = last_path(checkpoint)
+    state = read_checkpoint(path)
+    if state.get("model_config") != run.model.config.to_dict():
+        raise CheckpointError(f"resume checkpoint {path} was made for another model config")
+    stored = {k: v for k, v in state["train_config"].items() if k not in ("epochs", "max_minutes")}
+    given = {k: v for k, v in run.config.to_dict().items() if k not in ("epochs", "max_minutes")}
+    if stored != given:
+        diff = {k: (v, given.get(k)) for k, v in stored.items() if given.get(k) != v}
+        raise CheckpointError(f"resume checkpoint {path} was made with other settings: {diff}")
+    run.model.load_state_dict(state["state_dict"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.epoch, run.step, run.history = state["epoch"], state["step"], state["history"]
+    run.seconds_before = state["seconds"]
+    best = state["best"]
+    run.best_score, run.best_epoch = best["score"], best["epoch"]
+    run.best_valid, run.best_state = best["valid"], best["state_dict"]
+    torch.set_rng_state(state["rng"]["torch"])
+    run.rng.bit_generator.state = state["rng"]["numpy"]
+    run.started = time.perf_counter()

@@ -10,9 +10,28 @@ from pathlib import Path
 
 import pytest
 
+from elastic_edu.config import MemoryConfig, ModelConfig
 from elastic_edu.paths import find_atomic
 
 FIXTURES = Path(__file__).parent / "fixtures"
+MEMORY_FIELDS = ("subkeys", "candidates", "key_dim", "context")
+
+
+def make_tiny_config(model: str = "sasrec", **changes) -> ModelConfig:
+    """A small ModelConfig for fast tests: 40 items, N = 16, d = 16, 2 heads, 2 layers, k = 4,
+    a 16-slot memory; memory fields (subkeys, candidates, key_dim, context) go to MemoryConfig."""
+    memory = {"subkeys": 4, "candidates": 4, "key_dim": 8, "context": 8}
+    memory.update({k: changes.pop(k) for k in MEMORY_FIELDS if k in changes})
+    values = dict(model=model, num_items=40, max_len=16, dim=16, heads=2, layers=2, dropout=0.0,
+                  num_experts=4, memory=MemoryConfig(**memory))  # fmt: skip
+    values.update(changes)
+    return ModelConfig(**values)
+
+
+@pytest.fixture
+def tiny_config():
+    """`make_tiny_config` as a fixture: tiny_config("elastic-causal", dim=32)."""
+    return make_tiny_config
 
 
 @pytest.fixture(scope="session")

@@ -26,23 +26,21 @@ from elastic_edu.data.movielens import (
     read_movielens,
 )
 from elastic_edu.data.sequences import (
-    PAD,
     EvalSet,
     LOOSplit,
     SequenceData,
     build_sequences,
     kcore_filter,
     leave_one_out,
-    pad_left,
 )
 from elastic_edu.data.synthetic import (
-    DistanceCurriculum,
     item_interest_array,
     item_interests,
     long_range_task,
     planted_interests,
     thin_noise,
 )
+from elastic_edu.histories import PAD, pad_left
 
 SYNTHETIC = {"synthetic": planted_interests, "long-range": long_range_task}
 DATASETS = (*SYNTHETIC, *MOVIELENS)
@@ -54,7 +52,6 @@ __all__ = [
     "MOVIELENS",
     "ORDERS",
     "PAD",
-    "DistanceCurriculum",
     "DownloadError",
     "EvalSet",
     "Interactions",

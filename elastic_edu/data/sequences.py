@@ -8,15 +8,11 @@ the last `max_len` items (left-truncated, left-padded).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from elastic_edu.data.interactions import Interactions
-
-PAD = 0
 
 
 @dataclass
@@ -196,89 +192,3 @@ def _check_evaluable(data: SequenceData) -> None:
             f"second last to validate, at least one to train): {data.num_users} users, the "
             f"longest sequence has {longest} items; nothing could be evaluated"
         )
-
-
-def pad_left(seqs: list[np.ndarray], max_len: int, width: int | None = None) -> torch.Tensor:
-    """Left-truncate each sequence to its last `max_len` items and left-pad with 0.
-
-    Returns a LongTensor (b, n) with n = `width` or the longest kept sequence.
-    Raises ValueError for an empty history (there is nothing to encode).
-    """
-    if max_len < 1:
-        raise ValueError(f"max_len={max_len} must be at least 1")
-    if len(seqs) == 0:
-        raise ValueError("no histories to pad")
-    kept = [np.asarray(s[-max_len:], dtype=np.int64) for s in seqs]
-    for j, s in enumerate(kept):
-        if len(s) == 0:
-            raise ValueError(f"history {j} is empty: a model needs at least one item to encode")
-    n = width if width is not None else max(len(s) for s in kept)
-    out = np.zeros((len(kept), n), dtype=np.int64)
-    for j, s in enumerate(kept):
-        s = s[-n:]
-        out[j, n - len(s) :] = s
-    return torch.from_numpy(out)
-
-
-def all_position_batches(
-    train: list[np.ndarray], max_len: int, batch_size: int, rng: np.random.Generator
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Causal training on every position: each window of up to max_len+1 items is a sample.
-
-    Inputs are the window minus its last item, targets the window minus its first item, so
-    position t predicts the item after it. A sequence longer than max_len+1 is cut into
-    consecutive windows, ending at its last item, so every training item but the first is a
-    target exactly once per epoch; the windows are shuffled.
-    Yields (inputs (b, n), targets (b, n)), 0 where padded.
-    """
-    windows = []
-    for seq in train:
-        for end in range(len(seq), 1, -max_len):  # window targets: seq[end - max_len : end]
-            windows.append(seq[max(0, end - max_len - 1) : end])
-    order = rng.permutation(len(windows))
-    for start in range(0, len(order), batch_size):
-        chunk = [windows[j] for j in order[start : start + batch_size]]
-        yield pad_left([w[:-1] for w in chunk], max_len), pad_left([w[1:] for w in chunk], max_len)
-
-
-def cut_samples(
-    train: list[np.ndarray], cuts_per_user: int, rng: np.random.Generator
-) -> list[tuple[int, int]]:
-    """Draw (user, cut) pairs: history = train[user][:cut], target = train[user][cut].
-
-    Cuts are uniform over 1..len-1, so the history is never empty and the target is never
-    part of its own history. Users with fewer than two training items give no sample.
-    """
-    samples = []
-    for u, seq in enumerate(train):
-        if len(seq) < 2:
-            continue
-        cuts = rng.integers(1, len(seq), size=cuts_per_user)
-        samples.extend((u, int(t)) for t in cuts)
-    return samples
-
-
-def cut_batches(
-    train: list[np.ndarray],
-    max_len: int,
-    batch_size: int,
-    cuts_per_user: int,
-    rng: np.random.Generator,
-    sort_by_length: bool = True,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Random-cut training (history -> next item), for non-causal encoders such as ELASTIC.
-
-    With `sort_by_length`, samples of similar history length share a batch (less padding);
-    batch order is shuffled. Yields (inputs (b, n), targets (b,)).
-    """
-    samples = cut_samples(train, cuts_per_user, rng)
-    order = rng.permutation(len(samples))
-    if sort_by_length:
-        keys = np.array([min(samples[j][1], max_len) for j in order])
-        order = order[np.argsort(keys, kind="stable")]
-    batches = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
-    for bi in rng.permutation(len(batches)):
-        chunk = [samples[j] for j in batches[bi]]
-        hist = [train[u][:t] for u, t in chunk]
-        target = np.array([train[u][t] for u, t in chunk], dtype=np.int64)
-        yield pad_left(hist, max_len), torch.from_numpy(target)

@@ -1,26 +1,43 @@
-"""Sequential recommenders: SASRec (baseline), ELASTIC, LDA-only (ablation), popularity."""
+"""Recommenders, each registered by name: SASRec, GRU4Rec, ELASTIC and LDA-only (the paper's
+non-causal reading and our causal form), popularity.
+
+`build_model(config)` builds any of them; `REGISTRY` tells their objectives and what they use.
+"""
 
 from __future__ import annotations
 
-from elastic_edu.config import ModelConfig
-from elastic_edu.models.base import EncoderOutput, SequentialRecommender
+from elastic_edu.models import causal, elastic, gru4rec, popularity, sasrec  # noqa: F401 - register
+from elastic_edu.models.base import EncoderOutput, Recommender, SequentialRecommender
+from elastic_edu.models.causal import ELASTICCausal, LDACausal, StreamState
+from elastic_edu.models.elastic import ELASTIC, LDAOnly
+from elastic_edu.models.gru4rec import GRU4Rec
 from elastic_edu.models.popularity import Popularity
+from elastic_edu.models.registry import (
+    REGISTRY,
+    ModelSpec,
+    build_model,
+    check_objective,
+    get_spec,
+    model_names,
+)
 from elastic_edu.models.sasrec import SASRec
 
-
-def build_model(config: ModelConfig) -> SequentialRecommender:
-    """The model named by `config.model` (``popularity`` is built by `Popularity.from_train`)."""
-    if config.model == "sasrec":
-        return SASRec(config)
-    from elastic_edu.models.elastic import ELASTIC, LDAOnly
-
-    classes = {"elastic": ELASTIC, "lda": LDAOnly}
-    if config.model not in classes:
-        raise ValueError(
-            f"model={config.model!r} has no neural network; popularity is built from the "
-            "training counts with Popularity.from_train"
-        )
-    return classes[config.model](config)
-
-
-__all__ = ["EncoderOutput", "Popularity", "SASRec", "SequentialRecommender", "build_model"]
+__all__ = [
+    "ELASTIC",
+    "ELASTICCausal",
+    "EncoderOutput",
+    "GRU4Rec",
+    "LDACausal",
+    "LDAOnly",
+    "ModelSpec",
+    "Popularity",
+    "REGISTRY",
+    "Recommender",
+    "SASRec",
+    "SequentialRecommender",
+    "StreamState",
+    "build_model",
+    "check_objective",
+    "get_spec",
+    "model_names",
+]

@@ -1,21 +1,34 @@
-"""What every sequential recommender here shares: embeddings, next-item scores, the loss.
+"""What every recommender here shares: one path from histories to scores, and the losses.
 
-A model encodes a left-padded history (b, n) of item ids into states (b, n, d); the state at the
-final position is the user's representation, and the next-item score of item i is its dot product
-with the (tied) item embedding: scores = user (b, d) . items (i, d).
+    histories (lists of item ids) --prepare--> items (b, n) left-padded, truncated to N
+        --encode--> states (b, n, d) --final state . item embeddings--> scores (b, i)
+
+The model owns the whole path (`score`), so evaluation, `recommend` and the widgets rank what
+training optimises. Objectives (docs/DESIGN.md, "Training objectives"):
+
+    all    every position t predicts the item after it (causal models only: a non-causal
+           encoder would read the answer)
+    cut    a history predicts the item that follows it: one target per forward pass
+    cloze  a fraction of the items is replaced by [MASK] and predicted from both sides; at
+           evaluation [MASK] is appended after the history and read there (non-causal models)
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import ClassVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from einops import einsum, rearrange
 from torch import nn
 
 from elastic_edu.config import ModelConfig
-from elastic_edu.data.sequences import PAD
+from elastic_edu.histories import PAD, mask_id, pad_left
+
+OBJECTIVES = ("all", "cut", "cloze")
 
 
 @dataclass
@@ -24,8 +37,8 @@ class EncoderOutput:
 
     hidden: (b, n, d) states. pad: (b, n) True at padding.
     attention: per layer (b, h, n, n) causal attention weights (SASRec).
-    aggregate: per layer (b, h, e, n) expert-reads-history weights (ELASTIC, LDA).
-    dispatch: per layer (b, h, n, e) position-reads-experts weights (ELASTIC, LDA).
+    aggregate: per layer (b, h, e, n) expert-reads-history weights (dispatcher models).
+    dispatch: per layer (b, h, n, e) position-reads-experts weights (dispatcher models).
     slots, slot_scores: (b, e) retrieved memory slots and their scores (ELASTIC).
     """
 
@@ -38,26 +51,87 @@ class EncoderOutput:
     slot_scores: torch.Tensor | None = None
 
 
-class SequentialRecommender(nn.Module):
-    """Base class: item and position embeddings, encoder (subclass), tied output scores.
+class Recommender(nn.Module):
+    """The scoring interface shared by neural models and popularity.
 
-    Positions are counted from the end of the history (0 = most recent item), so left padding
-    and left truncation never change which embedding an item receives.
+    A subclass sets `name` (its registry name), `objectives` (what `fit` may train it with) and
+    `default_objective`, and implements `final_state` and `item_repr`.
     """
 
-    objectives: tuple[str, ...] = ("cut",)
+    name: ClassVar[str] = ""
+    objectives: ClassVar[tuple[str, ...]] = ()
+    default_objective: ClassVar[str | None] = None
+    causal: ClassVar[bool] = False  # the state at t depends on items up to t only
+    streams: ClassVar[bool] = False  # offers start/step for event-by-event inference
+    uses: ClassVar[tuple[str, ...]] = ()  # ModelConfig fields it reads beyond the shared ones
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         if config.num_items < 1:
             raise ValueError("config.num_items must be set to the catalogue size (>= 1)")
         self.config = config
-        self.item_emb = nn.Embedding(config.num_items + 1, config.dim, padding_idx=PAD)
-        self.pos_emb = nn.Embedding(config.max_len, config.dim)
+
+    @property
+    def device(self) -> torch.device:
+        return (
+            next(self.buffers(), None).device
+            if not list(self.parameters())
+            else next(self.parameters()).device
+        )
+
+    @property
+    def width(self) -> int:
+        """How many of a history's latest items `prepare` keeps."""
+        return self.config.max_len
+
+    def prepare(self, histories: Sequence[Sequence[int] | np.ndarray]) -> torch.Tensor:
+        """Histories (time-ordered item ids) -> items (b, n) left-padded, on the model's device."""
+        return pad_left(histories, self.width).to(self.device)
+
+    def final_state(self, items: torch.Tensor) -> torch.Tensor:
+        """items (b, n) -> (b, d): the user's representation after the latest item."""
+        raise NotImplementedError
+
+    def item_repr(self) -> torch.Tensor:
+        """(i, d): one vector per item id, row 0 (padding) included."""
+        raise NotImplementedError
+
+    def score(self, histories) -> torch.Tensor:
+        """Histories (a list of id sequences, or items (b, n) from `prepare`) -> scores (b, i).
+
+        The next-item score of item i is final state . item vector; padding id 0 scores -inf.
+        """
+        items = histories if torch.is_tensor(histories) else self.prepare(histories)
+        user = self.final_state(items)
+        scores = einsum(user, self.item_repr(), "b d, i d -> b i").float()
+        scores[:, PAD] = float("-inf")
+        return scores
+
+
+class SequentialRecommender(Recommender):
+    """Neural sequential recommender: item (+ position) embeddings, encoder, tied output.
+
+    Positions are counted from the end of the history (0 = most recent item), so left padding
+    and left truncation never change which embedding an item receives. A model without
+    `positions` (the causal dispatcher models) gets its order from the layers instead, so a
+    state carried event by event stays valid as the history grows.
+    """
+
+    positions: ClassVar[bool] = True
+    final_norm: ClassVar[bool] = True  # a LayerNorm on the encoder's output (self.norm)
+
+    def __init__(self, config: ModelConfig):
+        super().__init__(config)
+        cloze = "cloze" in self.objectives
+        self.item_emb = nn.Embedding(config.num_items + 1 + cloze, config.dim, padding_idx=PAD)
+        if self.positions:
+            self.pos_emb = nn.Embedding(config.max_len, config.dim)
         self.drop = nn.Dropout(config.dropout)
-        self.norm = nn.LayerNorm(config.dim)
+        if self.final_norm:
+            self.norm = nn.LayerNorm(config.dim)
         nn.init.normal_(self.item_emb.weight, std=0.02)
-        nn.init.normal_(self.pos_emb.weight, std=0.02)
+        if self.positions:
+            nn.init.normal_(self.pos_emb.weight, std=0.02)
         with torch.no_grad():
             self.item_emb.weight[PAD].zero_()
 
@@ -65,17 +139,24 @@ class SequentialRecommender(nn.Module):
     def device(self) -> torch.device:
         return self.item_emb.weight.device
 
+    @property
+    def mask_token(self) -> int:
+        """The [MASK] id (cloze models only)."""
+        if "cloze" not in self.objectives:
+            raise ValueError(f"{type(self).__name__} is not trained with the cloze objective")
+        return mask_id(self.config.num_items)
+
     def embed(self, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """items (b, n) -> inputs (b, n, d) and pad mask (b, n)."""
-        b, n = items.shape
-        if n > self.config.max_len:
+        """items (b, n) -> inputs (b, n, d) and pad mask (b, n); n is cut to the last max_len."""
+        if items.shape[1] > self.config.max_len:
             items = items[:, -self.config.max_len :]
-            n = self.config.max_len
         pad = items == PAD
         if pad.all(dim=1).any():
             raise ValueError("a history in the batch is empty (all padding)")
-        pos = torch.arange(n - 1, -1, -1, device=items.device)  # distance from the end
-        x = self.item_emb(items) * self.config.dim**0.5 + self.pos_emb(pos)
+        x = self.item_emb(items) * self.config.dim**0.5
+        if self.positions:
+            n = items.shape[1]
+            x = x + self.pos_emb(torch.arange(n - 1, -1, -1, device=items.device))
         x = self.drop(x) * rearrange(~pad, "b n -> b n 1")
         return x, pad
 
@@ -83,45 +164,44 @@ class SequentialRecommender(nn.Module):
         """items (b, n) left-padded ids -> EncoderOutput with hidden (b, n, d)."""
         raise NotImplementedError
 
-    def user_repr(self, items: torch.Tensor) -> torch.Tensor:
-        """items (b, n) -> (b, d): the state at the final position (the latest item)."""
+    def final_state(self, items: torch.Tensor) -> torch.Tensor:
         return self.encode(items).hidden[:, -1]
 
     def item_repr(self) -> torch.Tensor:
-        """(i, d): one vector per item id, row 0 (padding) included."""
-        return self.item_emb.weight
-
-    def score(self, items: torch.Tensor) -> torch.Tensor:
-        """items (b, n) -> next-item scores (b, i); padding id 0 scores -inf."""
-        scores = einsum(self.user_repr(items), self.item_repr(), "b d, i d -> b i")
-        scores[:, PAD] = float("-inf")
-        return scores
+        """(i, d): the item embeddings, padding row included, [MASK] excluded."""
+        return self.item_emb.weight[: self.config.num_items + 1]
 
     def loss(self, inputs: torch.Tensor, targets: torch.Tensor, objective: str) -> torch.Tensor:
         """Full-softmax cross-entropy over all items.
 
-        objective ``all``: targets (b, n), one next item per position (causal models only).
-        objective ``cut``: targets (b,), the item after each history.
+        ``all`` and ``cloze``: targets (b, n), 0 where a position has nothing to predict.
+        ``cut``: targets (b,), the item after each history.
         """
         if objective not in self.objectives:
-            raise ValueError(self._objective_error(objective))
+            raise ValueError(self.objective_error(objective))
         items = self.item_repr()
-        if objective == "all":
-            hidden = self.encode(inputs).hidden
-            logits = einsum(hidden, items, "b n d, i d -> b n i")
-            logits = rearrange(logits, "b n i -> (b n) i")
-            targets = rearrange(targets, "b n -> (b n)")
+        hidden = self.encode(inputs).hidden
+        if objective == "cut":
+            logits = einsum(hidden[:, -1], items, "b d, i d -> b i")
         else:
-            logits = einsum(self.encode(inputs).hidden[:, -1], items, "b d, i d -> b i")
+            hidden = hidden[:, -targets.shape[1] :]  # positions that have targets
+            logits = rearrange(einsum(hidden, items, "b n d, i d -> b n i"), "b n i -> (b n) i")
+            targets = rearrange(targets, "b n -> (b n)")
         logits = logits.float()
         logits[:, PAD] = float("-inf")
         return F.cross_entropy(logits, targets, ignore_index=PAD)
 
-    def _objective_error(self, objective: str) -> str:
-        if objective == "all":
+    def forward(self, inputs: torch.Tensor, targets: torch.Tensor, objective: str) -> torch.Tensor:
+        """The training loss (what DistributedDataParallel wraps): see `loss`."""
+        return self.loss(inputs, targets, objective)
+
+    def objective_error(self, objective: str) -> str:
+        """Why this model refuses `objective`, in words a learner can act on."""
+        if objective == "all" and not self.causal:
             return (
                 f"{type(self).__name__} is not causal: its experts read the whole history, so "
                 "the state at position t already saw the items after t. Training every position "
-                "would leak the future. Use objective='cut' (history -> next item)."
+                "would leak the future. Use objective='cloze' (masked items) or 'cut' "
+                "(history -> next item), or a causal model such as 'elastic-causal'."
             )
         return f"objective={objective!r}: {type(self).__name__} supports {self.objectives}"

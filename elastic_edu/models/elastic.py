@@ -1,13 +1,15 @@
-"""ELASTIC (Deng et al., arXiv 2408.09380) and its "LDA only" ablation.
+"""ELASTIC (Deng et al., arXiv 2408.09380) as the paper describes it, and its LDA-only ablation.
 
     ELASTIC:  embed history -> retrieve k experts from the product-key interest memory
               -> L dispatcher blocks (experts read the history, positions read the experts)
-              -> LayerNorm -> state at the final position . item embeddings
+              -> LayerNorm -> state at the [MASK] after the history . item embeddings
     LDAOnly:  the same with k plain learned experts shared by every user (no memory).
 
-The experts read the whole history, so the state at position t depends on items after t: both
-models are not causal and train with the ``cut`` objective only (../shared/ELASTIC.md,
-"Causality and the training objective").
+The experts read the whole history, so the state at position t depends on items after t: these
+encoders are not causal. They train with the ``cloze`` objective (masked items predicted from
+both sides, BERT4Rec-style) or ``cut`` (a history predicts the next item), and always read their
+prediction at a [MASK] token appended after the history (docs/DESIGN.md, "Training objectives").
+The causal forms are in `elastic_edu.models.causal`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from torch import nn
 
 from elastic_edu.config import ModelConfig
 from elastic_edu.models.base import EncoderOutput, SequentialRecommender
+from elastic_edu.models.registry import register
 from elastic_edu.nn.dispatcher import DispatcherBlock
 from elastic_edu.nn.product_keys import ProductKeyMemory
 
@@ -25,7 +28,9 @@ from elastic_edu.nn.product_keys import ProductKeyMemory
 class DispatcherEncoder(SequentialRecommender):
     """Shared body: config.layers dispatcher blocks over experts given by `initial_experts`."""
 
-    objectives = ("cut",)
+    objectives = ("cloze", "cut")
+    default_objective = "cloze"
+    uses = ("num_experts",)
 
     def __init__(self, config: ModelConfig):
         super().__init__(config)
@@ -33,24 +38,38 @@ class DispatcherEncoder(SequentialRecommender):
             DispatcherBlock(config.dim, config.heads, config.dropout) for _ in range(config.layers)
         )
 
+    def readout(self, items: torch.Tensor) -> torch.Tensor:
+        """items (b, n) -> (b, n') the last max_len - 1 items and a [MASK] to predict at."""
+        items = items[:, -(self.config.max_len - 1) :] if self.config.max_len > 1 else items[:, :0]
+        mask = torch.full_like(items[:, :1], self.mask_token)
+        return torch.cat([items, mask], dim=1)
+
+    def prepare(self, histories) -> torch.Tensor:
+        return self.readout(super().prepare(histories))
+
+    def loss(self, inputs: torch.Tensor, targets: torch.Tensor, objective: str) -> torch.Tensor:
+        if objective == "cut":  # the history before the cut, then the [MASK] that predicts
+            inputs = self.readout(inputs)
+        return super().loss(inputs, targets, objective)
+
     def initial_experts(
-        self, x: torch.Tensor, pad: torch.Tensor, experts: int | None = None
+        self, x: torch.Tensor, pad: torch.Tensor, num_experts: int | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """x (b, n, d), pad (b, n) -> experts (b, e, d), slots (b, e) or None, scores or None.
 
-        experts: how many to retrieve, when the model retrieves them (None: config.experts).
+        num_experts: how many to retrieve, when the model retrieves them (None: the trained k).
         """
         raise NotImplementedError
 
     def encode(
-        self, items: torch.Tensor, return_weights: bool = False, experts: int | None = None
+        self, items: torch.Tensor, return_weights: bool = False, num_experts: int | None = None
     ) -> EncoderOutput:
         """items (b, n) left-padded ids -> EncoderOutput; per-layer weights when asked.
 
-        experts: for ELASTIC, retrieve this many experts instead of the trained k (inspection).
+        num_experts: for ELASTIC, retrieve this many experts instead of the trained k.
         """
         x, pad = self.embed(items)
-        experts, slots, scores = self.initial_experts(x, pad, experts)
+        experts, slots, scores = self.initial_experts(x, pad, num_experts)
         aggregate, dispatch = [], []
         for block in self.blocks:
             out = block(x, experts, pad, return_weights)
@@ -58,46 +77,49 @@ class DispatcherEncoder(SequentialRecommender):
             if return_weights:
                 aggregate.append(out.aggregate)
                 dispatch.append(out.dispatch)
-        return EncoderOutput(
-            hidden=self.norm(x),
-            pad=pad,
-            aggregate=aggregate,
-            dispatch=dispatch,
-            slots=slots,
-            slot_scores=scores,
-        )
+        return EncoderOutput(hidden=self.norm(x), pad=pad, aggregate=aggregate,
+                             dispatch=dispatch, slots=slots, slot_scores=scores)  # fmt: skip
 
     def memory_parameters(self) -> list[nn.Parameter]:
-        """Parameters that want the memory learning rate (config.memory_lr_scale)."""
+        """Parameters that want the memory learning rate (TrainConfig.memory_lr_scale)."""
         return []
 
 
+@register
 class ELASTIC(DispatcherEncoder):
-    """Interest memory retrieval of k experts per user, then linear dispatcher attention."""
+    """The paper's reading: k experts retrieved from a product-key memory read the whole history."""
+
+    name = "elastic"
+    uses = ("num_experts", "memory")
 
     def __init__(self, config: ModelConfig):
         super().__init__(config)
-        self.memory = ProductKeyMemory(
-            config.dim, config.key_dim, config.subkeys, config.experts, config.candidates
-        )
+        m = config.memory
+        self.memory = ProductKeyMemory(config.dim, m.key_dim, m.subkeys, config.num_experts,
+                                       m.candidates)  # fmt: skip
 
-    def initial_experts(self, x, pad, experts=None):
+    def initial_experts(self, x, pad, num_experts=None):
         # the retrieval query reads the embedded history
-        r = self.memory(x, pad, experts)
+        r = self.memory(x, pad, num_experts)
         return r.experts, r.slots, r.scores
 
     def memory_parameters(self) -> list[nn.Parameter]:
         return self.memory.memory_parameters()
 
 
+@register
 class LDAOnly(DispatcherEncoder):
-    """Ablation: k learned experts, the same for every user, no interest memory."""
+    """Ablation: k learned experts, the same for every user, read the whole history."""
+
+    name = "lda"
 
     def __init__(self, config: ModelConfig):
         super().__init__(config)
-        self.experts = nn.Parameter(torch.randn(config.experts, config.dim) * config.dim**-0.5)
+        self.experts = nn.Parameter(torch.randn(config.num_experts, config.dim) * config.dim**-0.5)
 
-    def initial_experts(self, x, pad, experts=None):
-        if experts is not None and experts != self.config.experts:
-            raise ValueError("LDA-only has a fixed set of learned experts: experts must be None")
+    def initial_experts(self, x, pad, num_experts=None):
+        if num_experts is not None and num_experts != self.config.num_experts:
+            raise ValueError(
+                "LDA-only has a fixed set of learned experts: num_experts must be None"
+            )
         return repeat(self.experts, "e d -> b e d", b=x.shape[0]), None, None

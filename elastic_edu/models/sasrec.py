@@ -11,13 +11,19 @@ from torch import nn
 
 from elastic_edu.config import ModelConfig
 from elastic_edu.models.base import EncoderOutput, SequentialRecommender
+from elastic_edu.models.registry import register
 from elastic_edu.nn.attention import TransformerBlock
 
 
+@register
 class SASRec(SequentialRecommender):
-    """Causal transformer recommender; `config.attention` picks ``naive`` or ``sdpa``."""
+    """Causal transformer (Kang & McAuley 2018); --attention picks naive N x N or fused sdpa."""
 
+    name = "sasrec"
     objectives = ("all", "cut")
+    default_objective = "all"
+    causal = True
+    uses = ("attention",)
 
     def __init__(self, config: ModelConfig):
         super().__init__(config)

@@ -35,22 +35,24 @@ class Retrieval:
     scores: torch.Tensor
 
 
-def check_product_key_args(subkeys: int, key_dim: int, experts: int, candidates: int) -> int:
+def check_product_key_args(subkeys: int, key_dim: int, num_experts: int, candidates: int) -> int:
     """Validate a product-key search; returns the number of candidates kept, min(c, m)."""
-    if subkeys < 1 or experts < 1 or candidates < 1:
+    if subkeys < 1 or num_experts < 1 or candidates < 1:
         raise ValueError(
-            f"subkeys={subkeys}, experts={experts}, candidates={candidates} must be at least 1"
+            f"subkeys={subkeys}, num_experts={num_experts}, candidates={candidates} must be at "
+            "least 1"
         )
     if key_dim < 2 or key_dim % 2:
         raise ValueError(f"key_dim={key_dim} must be even and positive (two halves)")
-    if experts > subkeys**2:
+    if num_experts > subkeys**2:
         raise ValueError(
-            f"experts={experts} is larger than the memory's M = subkeys**2 = {subkeys**2} slots"
+            f"num_experts={num_experts} is larger than the memory's M = subkeys**2 = "
+            f"{subkeys**2} slots"
         )
     c = min(candidates, subkeys)  # more candidates than sub-keys adds nothing
-    if c < experts and c < subkeys:
+    if c < num_experts and c < subkeys:
         raise ValueError(
-            f"candidates={candidates} is smaller than experts={experts}: the product-key search "
+            f"candidates={candidates} is smaller than num_experts={num_experts}: the search "
             "would miss slots of the exact top k (use candidates >= experts)"
         )
     return c
@@ -102,10 +104,10 @@ class ProductKeyMemory(nn.Module):
     values: nn.Embedding(M, dim), dense gradients: only the retrieved rows get non-zero ones.
     """
 
-    def __init__(self, dim: int, key_dim: int, subkeys: int, experts: int, candidates: int):
+    def __init__(self, dim: int, key_dim: int, subkeys: int, num_experts: int, candidates: int):
         super().__init__()
-        self.candidates = check_product_key_args(subkeys, key_dim, experts, candidates)
-        self.subkeys, self.experts = subkeys, experts
+        self.candidates = check_product_key_args(subkeys, key_dim, num_experts, candidates)
+        self.subkeys, self.num_experts = subkeys, num_experts
         self.to_query = nn.Linear(dim, key_dim, bias=False)
         self.query_norm = nn.LayerNorm(key_dim)
         half = key_dim // 2
@@ -125,15 +127,17 @@ class ProductKeyMemory(nn.Module):
         pooled = einsum(x, keep, "b n d, b n -> b d") / keep.sum(dim=1, keepdim=True).clamp(min=1)
         return self.query_norm(self.to_query(pooled))
 
-    def forward(self, x: torch.Tensor, pad: torch.Tensor, experts: int | None = None) -> Retrieval:
+    def forward(
+        self, x: torch.Tensor, pad: torch.Tensor, num_experts: int | None = None
+    ) -> Retrieval:
         """x (b, n, d), pad (b, n) True at padding -> Retrieval of e = k experts.
 
-        experts: retrieve this many slots instead of the configured k (inference-time
+        num_experts: retrieve this many slots instead of the configured k (inference-time
         inspection); the search then keeps max(c, k) candidates per half, so it stays exact.
         """
-        k = self.experts if experts is None else int(experts)
+        k = self.num_experts if num_experts is None else int(num_experts)
         if not 1 <= k <= self.num_slots:
-            raise ValueError(f"experts={k} must lie in 1..{self.num_slots} (the memory's slots)")
+            raise ValueError(f"num_experts={k} must lie in 1..{self.num_slots} (memory slots)")
         q = self.query(x, pad)
         c = max(self.candidates, min(k, self.subkeys))
         scores, slots = product_key_topk(q, self.keys1, self.keys2, k, c)  # (b, e) each

@@ -14,6 +14,7 @@ from einops import repeat
 from torch import nn
 
 from elastic_edu.nn.attention import CausalSelfAttention
+from elastic_edu.nn.causal_dispatcher import CausalDispatcherAttention
 from elastic_edu.nn.dispatcher import DispatcherAttention, Projections
 
 
@@ -162,3 +163,66 @@ def product_key_bruteforce(
     """
     scores = q.double() @ full_keys(keys1, keys2).double().T  # (b, M)
     return scores.topk(k, dim=-1)  # (b, k) values, (b, k) slot ids
+
+
+@torch.no_grad()
+def causal_dispatcher_reference(
+    attn: CausalDispatcherAttention, x: torch.Tensor, experts: torch.Tensor, pad: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Loop version of `CausalDispatcherAttention` (inputs already normalised), in float64.
+
+    For every position t and expert e, the expert reads its own entry and the items s <= t with
+    softmax weights of q_e . k_s / sqrt(d_h) + rate_e * time_s; position t then reads the experts'
+    summaries at t. x (b, n, d), experts (b, e, d), pad (b, n) -> out (b, n, d), dispatch
+    weights (b, h, n, e).
+    """
+    b_size, n_size, dim = x.shape
+    e_size, heads = experts.shape[1], attn.heads
+    dh = dim // heads
+    q = _linear(attn.to_q, experts)
+    kv_x, kv_e = _linear(attn.to_kv, x), _linear(attn.to_kv, experts)
+    route = _linear(attn.to_route, x)
+    key_e = _linear(attn.to_expert_key, experts)
+    rate = torch.nn.functional.softplus(_linear(attn.to_rate, experts))  # (b, e, h)
+    merged = torch.zeros(b_size, n_size, dim, dtype=torch.float64)
+    dispatch = torch.zeros(b_size, heads, n_size, e_size, dtype=torch.float64)
+    for b in range(b_size):
+        times = [0] * n_size
+        count = 0
+        for t in range(n_size):
+            count += 0 if pad[b, t] else 1
+            times[t] = count
+        for h in range(heads):
+            cols = slice(h * dh, (h + 1) * dh)
+            vcols = slice(dim + h * dh, dim + (h + 1) * dh)
+            for t in range(n_size):
+                summaries = []
+                for e in range(e_size):
+                    # the expert's own entry, then every item up to t
+                    scores = [float(q[b, e, cols] @ kv_e[b, e, cols]) / math.sqrt(dh)]
+                    values = [kv_e[b, e, vcols]]
+                    for s in range(t + 1):
+                        if pad[b, s]:
+                            continue
+                        score = float(q[b, e, cols] @ kv_x[b, s, cols]) / math.sqrt(dh)
+                        scores.append(score + float(rate[b, e, h]) * times[s])
+                        values.append(kv_x[b, s, vcols])
+                    top = max(scores)
+                    exps = [math.exp(sc - top) for sc in scores]
+                    total = sum(exps)
+                    summaries.append(sum(w / total * v for w, v in zip(exps, values)))
+                # position t reads the experts: a fixed key and a content term
+                sims = []
+                for e in range(e_size):
+                    sim = float(route[b, t, cols] @ key_e[b, e, cols])
+                    sim += float(route[b, t, dim + h * dh : dim + (h + 1) * dh] @ summaries[e])
+                    sims.append(sim / math.sqrt(dh))
+                top = max(sims)
+                exps = [math.exp(s - top) for s in sims]
+                total = sum(exps)
+                out = torch.zeros(dh, dtype=torch.float64)
+                for e in range(e_size):
+                    dispatch[b, h, t, e] = exps[e] / total
+                    out = out + exps[e] / total * summaries[e]
+                merged[b, t, cols] = out
+    return _linear(attn.to_out, merged), dispatch

@@ -1,0 +1,183 @@
+"""What `elastic_edu.train.fit` does around its loop, one small class each (minGPT-style hooks).
+
+A callback sees the `Run` (model, optimizer, epoch, step, history, best so far) at four moments:
+`on_fit_start`, `on_step_end` (after every optimizer step), `on_epoch_end` (after validation)
+and `on_fit_end`; it stops training with `run.stop(reason)`. `fit` always uses the first four
+below, built from the TrainConfig; pass more (a curriculum, a logger) with ``callbacks=``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from elastic_edu.checkpoint import atomic_save, last_path, save_checkpoint
+from elastic_edu.config import TrainConfig
+
+
+@dataclass
+class Run:
+    """The state of one training run, shared with the callbacks."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    config: TrainConfig
+    rng: np.random.Generator
+    epoch: int = 0
+    step: int = 0
+    steps_per_epoch: int = 0
+    loss: float = math.nan
+    batch: tuple | None = None  # the (inputs, targets) of the latest step
+    history: list[dict] = field(default_factory=list)
+    best_score: float = -math.inf
+    best_epoch: int = 0
+    best_valid: dict = field(default_factory=dict)
+    best_state: dict | None = None
+    improved: bool = False
+    stopped: str | None = None
+    started: float = field(default_factory=time.perf_counter)
+    seconds_before: float = 0.0  # training time of the run this one resumes
+    is_main: bool = True  # rank 0 (or the only process): validates, checkpoints, reports
+
+    @property
+    def seconds(self) -> float:
+        return self.seconds_before + time.perf_counter() - self.started
+
+    def stop(self, reason: str) -> None:
+        """Ask the loop to stop after the current step (the first reason given stays)."""
+        self.stopped = self.stopped or reason
+
+    def record_validation(self, valid: dict) -> None:
+        """Keep a copy of the weights when validation NDCG@10 improves."""
+        self.improved = valid["NDCG@10"] > self.best_score
+        if self.improved:
+            self.best_score, self.best_epoch, self.best_valid = valid["NDCG@10"], self.epoch, valid
+            state = self.model.state_dict()
+            self.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in state.items()})
+
+
+class Callback:
+    """Base class: override the moments you need."""
+
+    def on_fit_start(self, run: Run) -> None: ...
+    def on_step_end(self, run: Run) -> None: ...
+    def on_epoch_end(self, run: Run) -> None: ...
+    def on_fit_end(self, run: Run) -> None: ...
+
+
+class EarlyStopping(Callback):
+    """Stop after `patience` validations without a better validation NDCG@10."""
+
+    def __init__(self, patience: int):
+        self.patience, self.bad = patience, 0
+
+    def on_fit_start(self, run: Run) -> None:  # a resumed run keeps its count
+        validated = [row["epoch"] for row in run.history if "valid_NDCG@10" in row]
+        self.bad = sum(1 for epoch in validated if epoch > run.best_epoch) if validated else 0
+
+    def on_epoch_end(self, run: Run) -> None:
+        if "valid_NDCG@10" not in run.history[-1]:
+            return
+        self.bad = 0 if run.improved else self.bad + 1
+        if self.bad >= self.patience:
+            run.stop("early stopping")
+
+
+class TimeBudget(Callback):
+    """Stop when training has used `minutes` of wall-clock time, checked after every step."""
+
+    def __init__(self, minutes: float):
+        self.seconds = 60.0 * minutes
+
+    def on_step_end(self, run: Run) -> None:
+        if run.seconds > self.seconds:
+            run.stop("time budget")
+
+
+class ProgressBar(Callback):
+    """One bar over all steps, with the epoch, the loss and the best validation NDCG@10."""
+
+    def __init__(self, desc: str, enabled: bool = True):
+        self.desc, self.enabled, self.bar = desc, enabled, None
+
+    def on_step_end(self, run: Run) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            total = run.steps_per_epoch * run.config.epochs
+            self.bar = tqdm(total=total, initial=run.step - 1, desc=self.desc, unit="step")
+        self.bar.update(1)
+        if run.step % 10 == 0:
+            self.bar.set_postfix_str(self._status(run), refresh=False)
+
+    def on_epoch_end(self, run: Run) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(self._status(run))
+
+    def on_fit_end(self, run: Run) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(self._status(run) + f" ({run.stopped})")
+            self.bar.close()
+
+    @staticmethod
+    def _status(run: Run) -> str:
+        best = f" best NDCG@10 {run.best_score:.4f}" if run.best_epoch else ""
+        return f"epoch {run.epoch}/{run.config.epochs} loss {run.loss:.3f}{best}"
+
+
+class Checkpointing(Callback):
+    """Save the best weights to `path` and, after every epoch, a resume checkpoint beside it.
+
+    The resume checkpoint (`elastic_edu.checkpoint.last_path`) holds the optimizer, the history,
+    the best weights so far and the random generators, so `fit(resume=True)` continues exactly.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def on_epoch_end(self, run: Run) -> None:
+        if not run.is_main:
+            return
+        if run.improved:
+            self._save_best(run)
+        atomic_save(resume_payload(run), last_path(self.path))
+
+    def on_fit_end(self, run: Run) -> None:
+        if run.is_main and run.best_state is not None:
+            self._save_best(run)
+
+    def _save_best(self, run: Run) -> None:
+        model = run.model
+        with torch.no_grad():
+            live = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            model.load_state_dict(run.best_state)
+            save_checkpoint(self.path, model, run.config, best_epoch=run.best_epoch)
+            model.load_state_dict(live)
+
+
+def resume_payload(run: Run) -> dict:
+    """Everything `fit` needs to continue `run` after its last completed epoch."""
+    return {
+        "model_config": run.model.config.to_dict(),
+        "train_config": run.config.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in run.model.state_dict().items()},
+        "optimizer": run.optimizer.state_dict(),
+        "epoch": run.epoch,
+        "step": run.step,
+        "seconds": run.seconds,
+        "history": run.history,
+        "best": {
+            "score": run.best_score,
+            "epoch": run.best_epoch,
+            "valid": run.best_valid,
+            "state_dict": run.best_state,
+        },  # fmt: skip
+        "rng": {"torch": torch.get_rng_state(), "numpy": run.rng.bit_generator.state},
+    }

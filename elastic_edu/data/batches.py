@@ -1,0 +1,158 @@
+"""Training batches for each objective, as samplers that `elastic_edu.train.fit` iterates.
+
+A sampler turns the training sequences into (inputs, targets) batches of left-padded ids, one
+epoch at a time, from a numpy Generator (so a seed repeats an epoch exactly):
+
+    AllPositions  windows of up to N + 1 items; position t predicts the item after it
+    RandomCuts    (history before a random cut, the item at the cut)
+    Cloze         windows of up to N items with some items replaced by [MASK], which are the
+                  targets; a fraction of the windows masks only its last item
+
+`context` > 0 prepends up to that many older items before each window's inputs (ELASTIC-causal
+builds its retrieval query from them; they are never targets). With `world_size` > 1 each rank
+takes every world_size-th batch of the same shuffled epoch (`elastic_edu.distributed`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from elastic_edu.histories import PAD, pad_left
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass
+class Sampler:
+    """Base: `epoch(rng)` lists one epoch's batches; `shard` keeps this rank's share."""
+
+    train: Sequence[np.ndarray]
+    max_len: int
+    batch_size: int
+    context: int = 0
+    rank: int = 0
+    world_size: int = 1
+
+    def epoch(self, rng: np.random.Generator) -> list[Batch]:
+        return self.shard(list(self.batches(rng)))
+
+    def batches(self, rng: np.random.Generator) -> Iterator[Batch]:
+        raise NotImplementedError
+
+    def shard(self, batches: list[Batch]) -> list[Batch]:
+        """This rank's batches: every world_size-th, the same count on every rank."""
+        if self.world_size == 1:
+            return batches
+        per_rank = len(batches) // self.world_size
+        if per_rank == 0:
+            raise ValueError(f"{len(batches)} batches cannot feed {self.world_size} processes")
+        return batches[self.rank :: self.world_size][:per_rank]
+
+
+def windows(seq: np.ndarray, length: int, overlap: int) -> Iterator[tuple[int, int]]:
+    """(start, end) of consecutive windows of `length` + `overlap` items ending at the last item.
+
+    The windows step back by `length`, so with overlap 1 (next-item targets) every item but the
+    first is a target exactly once.
+    """
+    for end in range(len(seq), overlap, -length):
+        yield max(0, end - length - overlap), end
+
+
+class AllPositions(Sampler):
+    """Causal training on every position (objective ``all``).
+
+    Inputs are the window minus its last item, targets the window minus its first item. A
+    sequence longer than max_len + 1 is cut into consecutive windows, ending at its last item;
+    the windows are shuffled. Yields (inputs (b, c + n), targets (b, n)), 0 where padded.
+    """
+
+    def batches(self, rng):
+        found = []
+        for seq in self.train:
+            for start, end in windows(seq, self.max_len, 1):
+                found.append((seq, start, end))
+        order = rng.permutation(len(found))
+        for lo in range(0, len(order), self.batch_size):
+            chunk = [found[j] for j in order[lo : lo + self.batch_size]]
+            inputs = [seq[max(0, start - self.context) : end - 1] for seq, start, end in chunk]
+            targets = [seq[start + 1 : end] for seq, start, end in chunk]
+            yield pad_left(inputs, self.max_len + self.context), pad_left(targets, self.max_len)
+
+
+@dataclass
+class RandomCuts(Sampler):
+    """Random-cut training (objective ``cut``): history -> the next item.
+
+    Cuts are uniform over 1..len-1 per user, so the history is never empty and the target never
+    part of its own history. Samples of similar history length share a batch (less padding);
+    the batch order is shuffled. Yields (inputs (b, n), targets (b,)).
+    """
+
+    cuts_per_user: int = 8
+
+    def batches(self, rng):
+        samples = []
+        for u, seq in enumerate(self.train):
+            if len(seq) >= 2:
+                samples.extend((u, int(t)) for t in rng.integers(1, len(seq), self.cuts_per_user))
+        order = rng.permutation(len(samples))
+        keys = np.array([min(samples[j][1], self.max_len) for j in order])
+        order = order[np.argsort(keys, kind="stable")]
+        chunks = [order[lo : lo + self.batch_size] for lo in range(0, len(order), self.batch_size)]
+        width = self.max_len + self.context
+        for ci in rng.permutation(len(chunks)):
+            chunk = [samples[j] for j in chunks[ci]]
+            history = [self.train[u][:t] for u, t in chunk]
+            target = np.array([self.train[u][t] for u, t in chunk], dtype=np.int64)
+            yield pad_left(history, width), torch.from_numpy(target)
+
+
+@dataclass
+class Cloze(Sampler):
+    """Masked-item training (objective ``cloze``, BERT4Rec-style) for non-causal encoders.
+
+    Each window of up to max_len items has each item replaced by `mask_token` with probability
+    `mask_prob` (at least one per window); with probability `last_prob` a window masks only its
+    last item instead, the way evaluation reads. Targets are the original items at the masked
+    positions and 0 elsewhere. Yields (inputs (b, n), targets (b, n)).
+    """
+
+    mask_token: int = -1
+    mask_prob: float = 0.2
+    last_prob: float = 0.1
+
+    def batches(self, rng):
+        if self.mask_token <= PAD:
+            raise ValueError("Cloze needs the model's mask_token")
+        found = [seq[s:e] for seq in self.train for s, e in windows(seq, self.max_len, 0)]
+        order = rng.permutation(len(found))
+        for lo in range(0, len(order), self.batch_size):
+            inputs = pad_left([found[j] for j in order[lo : lo + self.batch_size]], self.max_len)
+            real = inputs != PAD
+            masked = (torch.from_numpy(rng.random(inputs.shape)) < self.mask_prob) & real
+            last = torch.from_numpy(rng.random(len(inputs)) < self.last_prob)
+            masked[last] = False
+            empty = ~masked.any(dim=1)
+            masked[last | empty, -1] = True  # the last item is never padding
+            targets = torch.where(masked, inputs, torch.zeros_like(inputs))
+            yield inputs.masked_fill(masked, self.mask_token), targets
+
+
+def make_sampler(objective: str, train, model, config, rank: int = 0, world_size: int = 1):
+    """The sampler for `objective` (a TrainConfig field) and `model` (its max_len, context)."""
+    common = {"train": train, "max_len": model.config.max_len, "batch_size": config.batch_size,
+              "context": model.width - model.config.max_len, "rank": rank,
+              "world_size": world_size}  # fmt: skip
+    if objective == "all":
+        return AllPositions(**common)
+    if objective == "cut":
+        return RandomCuts(**common, cuts_per_user=config.cuts_per_user)
+    if objective == "cloze":
+        return Cloze(**common, mask_token=model.mask_token, mask_prob=config.mask_prob,
+                     last_prob=config.last_prob)  # fmt: skip
+    raise ValueError(f"objective={objective!r}: choose 'all', 'cut' or 'cloze'")

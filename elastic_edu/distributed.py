@@ -1,0 +1,87 @@
+"""Data-parallel training under ``torchrun`` with PyTorch's DistributedDataParallel.
+
+    torchrun --nproc_per_node=2 -m elastic_edu train --model sasrec --device cpu ...
+
+Every process builds the same model and draws the same shuffled epoch; each takes every P-th
+batch (`elastic_edu.data.batches.Sampler.shard`), and DDP averages the gradients, so one step
+sees P batches. Rank 0 validates, checkpoints and writes the results; it sends the validation
+metrics and any reason to stop to the other ranks, so that every rank keeps the same best
+weights and stops at the same step. Backend: gloo on CPU, nccl on CUDA (one GPU per process).
+Without torchrun (WORLD_SIZE unset or 1) `context` returns a single-process no-op.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from elastic_edu.metrics import evaluate
+
+
+def world_size_from_env() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+@dataclass
+class Context:
+    """Where this process stands: rank, world size, and what differs between ranks."""
+
+    rank: int = 0
+    world_size: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world_size > 1
+
+    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The module the loop calls: DDP around `model` when there are several processes."""
+        if not self.active:
+            return model
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        torch.manual_seed(torch.initial_seed() + self.rank)  # dropout differs between ranks
+        return net
+
+    def validate(self, model, eval_set, batch_size: int) -> dict:
+        """Rank 0 evaluates; every rank gets its metrics (so they keep the same best weights)."""
+        metrics = [evaluate(model, eval_set, batch_size=batch_size) if self.is_main else None]
+        if self.active:
+            dist.broadcast_object_list(metrics, src=0)
+        return metrics[0]
+
+    def agree_to_stop(self, run) -> None:
+        """Every rank takes the first reason to stop that any rank has (a signal, the clock)."""
+        if not self.active:
+            return
+        reasons = [None] * self.world_size
+        dist.all_gather_object(reasons, run.stopped)
+        run.stopped = next((r for r in reasons if r), None)
+
+
+def context(device: torch.device) -> Context:
+    """The distributed context of this process, starting the process group under torchrun."""
+    size = world_size_from_env()
+    if size <= 1:
+        return Context(device=device)
+    if not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend=backend)
+    rank = dist.get_rank()
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
+        torch.cuda.set_device(device)
+    return Context(rank=rank, world_size=dist.get_world_size(), device=device)
+
+
+def shutdown() -> None:
+    """End the process group, if this process started one."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,185 @@
+"""Causal ELASTIC and causal LDA-only: dispatcher models that train on every position (ours).
+
+    LDACausal:      k learned experts -> L causal dispatcher blocks -> LayerNorm -> state at t
+    ELASTICCausal:  k experts retrieved from the product-key memory with a query built from the
+                    user's older items (the `memory.context` items before the window), then the
+                    same blocks
+
+Each expert summarises every prefix of the history with a running softmax average
+(`elastic_edu.nn.causal_dispatcher`), so the state at position t depends on items up to t only:
+the models train on every next item of a window (objective ``all``), as SASRec does, and carry
+their state event by event (`start`, `step`, `score_state`): each new event costs the same,
+however long the history already is.
+
+Why the retrieval reads the items *before* the window (docs/DESIGN.md, "Retrieval without the
+future"): the experts must be fixed for the whole window, so their query may not read any item
+of it. A history no longer than the window has no older items; its query is then the memory's
+learned default (the query norm's bias), the same slots for every such user, and ELASTIC-causal
+behaves as LDA-only with k experts drawn from the memory. `elastic_edu.experiment` breaks the
+accuracy down by history length to show what that costs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from einops import einsum, rearrange, repeat
+from torch import nn
+
+from elastic_edu.config import ModelConfig
+from elastic_edu.histories import PAD, pad_left
+from elastic_edu.models.base import EncoderOutput, SequentialRecommender
+from elastic_edu.models.registry import register
+from elastic_edu.nn.causal_dispatcher import CausalDispatcherBlock, LayerState
+from elastic_edu.nn.product_keys import ProductKeyMemory
+
+
+@dataclass
+class StreamState:
+    """Where a batch of streams stands after the events seen so far.
+
+    experts (b, e, d) fixed for the stream; layers: one `LayerState` per block; time (b,) events
+    seen; last (b, d) the final state after the latest event (None before any event);
+    slots (b, e) the retrieved memory slots (ELASTIC-causal).
+    """
+
+    experts: torch.Tensor
+    layers: list[LayerState]
+    time: torch.Tensor
+    last: torch.Tensor | None = None
+    slots: torch.Tensor | None = None
+
+
+class CausalDispatcherEncoder(SequentialRecommender):
+    """Shared body: experts fixed per window, L causal dispatcher blocks, no position table."""
+
+    objectives = ("all", "cut")
+    default_objective = "all"
+    causal = True
+    streams = True
+    positions = False  # order comes from the experts' recency rates
+    uses = ("num_experts",)
+
+    def __init__(self, config: ModelConfig):
+        super().__init__(config)
+        self.blocks = nn.ModuleList(
+            CausalDispatcherBlock(config.dim, config.heads, config.dropout)
+            for _ in range(config.layers)
+        )
+
+    def split(self, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """items (b, c + n) -> the window (b, n <= max_len) and what came before it (b, c)."""
+        n = min(items.shape[1], self.config.max_len)
+        return items[:, items.shape[1] - n :], items[:, : items.shape[1] - n]
+
+    def initial_experts(
+        self, context: torch.Tensor, batch: int, num_experts: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """context (b, c) older item ids -> experts (b, e, d), slots or None, scores or None."""
+        raise NotImplementedError
+
+    def encode(
+        self, items: torch.Tensor, return_weights: bool = False, num_experts: int | None = None
+    ) -> EncoderOutput:
+        """items (b, c + n) left-padded ids (older items first) -> states of the window."""
+        window, context = self.split(items)
+        x, pad = self.embed(window)
+        experts, slots, scores = self.initial_experts(context, x.shape[0], num_experts)
+        aggregate, dispatch = [], []
+        for block in self.blocks:
+            out = block(x, experts, pad, return_weights)
+            x = out.x
+            if return_weights:
+                aggregate.append(out.aggregate)
+                dispatch.append(out.dispatch)
+        return EncoderOutput(hidden=self.norm(x), pad=pad, aggregate=aggregate,
+                             dispatch=dispatch, slots=slots, slot_scores=scores)  # fmt: skip
+
+    # ---- streaming: one event at a time ------------------------------------------------------
+    def start(self, context=None, batch: int = 1) -> StreamState:
+        """The state of `batch` new streams, before any event.
+
+        context: older item ids per stream (a list of sequences, or (b, c) ids) that pick the
+        experts (ELASTIC-causal); None or empty histories: the default experts.
+        """
+        if context is None:
+            context = torch.zeros(batch, 0, dtype=torch.long, device=self.device)
+        elif not torch.is_tensor(context):
+            width = max([len(c) for c in context] + [1])
+            context = pad_left([list(c) or [PAD] for c in context], width).to(self.device)
+        experts, slots, _ = self.initial_experts(context, context.shape[0])
+        layers = [block.start(experts) for block in self.blocks]
+        time = torch.zeros(context.shape[0], dtype=torch.long, device=self.device)
+        return StreamState(experts=experts, layers=layers, time=time, slots=slots)
+
+    def step(self, state: StreamState, items) -> StreamState:
+        """One new event per stream: items (b,) ids -> the new state (the old one is kept)."""
+        items = torch.as_tensor(items, dtype=torch.long, device=self.device).reshape(-1)
+        if items.shape[0] != state.time.shape[0] or bool((items == PAD).any()):
+            raise ValueError(f"step: need one non-padding item per stream, got {items.tolist()}")
+        time = state.time + 1
+        x = self.item_emb(items) * self.config.dim**0.5  # (b, d), no dropout: inference
+        layers = []
+        for block, layer in zip(self.blocks, state.layers):
+            x, layer = block.step(x, layer, time)
+            layers.append(layer)
+        return StreamState(experts=state.experts, layers=layers, time=time,
+                           last=self.norm(x), slots=state.slots)  # fmt: skip
+
+    def score_state(self, state: StreamState) -> torch.Tensor:
+        """Next-item scores (b, i) after the events a state has seen; padding scores -inf."""
+        if state.last is None:
+            raise ValueError("score_state: the streams have seen no event yet")
+        scores = einsum(state.last, self.item_repr(), "b d, i d -> b i").float()
+        scores[:, PAD] = float("-inf")
+        return scores
+
+
+@register
+class LDACausal(CausalDispatcherEncoder):
+    """Causal dispatcher over k learned experts: every position predicts, O(1) per new event."""
+
+    name = "lda-causal"
+
+    def __init__(self, config: ModelConfig):
+        super().__init__(config)
+        self.experts = nn.Parameter(torch.randn(config.num_experts, config.dim) * config.dim**-0.5)
+
+    def initial_experts(self, context, batch, num_experts=None):
+        if num_experts is not None and num_experts != self.config.num_experts:
+            raise ValueError(
+                "LDA-only has a fixed set of learned experts: num_experts must be None"
+            )
+        return repeat(self.experts, "e d -> b e d", b=batch), None, None
+
+
+@register
+class ELASTICCausal(CausalDispatcherEncoder):
+    """Causal ELASTIC: experts retrieved with the older history, then causal dispatcher blocks."""
+
+    name = "elastic-causal"
+    uses = ("num_experts", "memory")
+
+    def __init__(self, config: ModelConfig):
+        super().__init__(config)
+        m = config.memory
+        self.memory = ProductKeyMemory(config.dim, m.key_dim, m.subkeys, config.num_experts,
+                                       m.candidates)  # fmt: skip
+
+    @property
+    def width(self) -> int:
+        """The window and the older items that form the retrieval query."""
+        return self.config.max_len + self.config.memory.context
+
+    def initial_experts(self, context, batch, num_experts=None):
+        # the query reads the older items only: nothing of the window, so nothing of the future
+        if context.shape[1] == 0:
+            context = torch.zeros(batch, 1, dtype=torch.long, device=self.device)
+        pad = context == PAD
+        x = self.item_emb(context) * rearrange(~pad, "b c -> b c 1")
+        r = self.memory(x, pad, num_experts)
+        return r.experts, r.slots, r.scores
+
+    def memory_parameters(self) -> list[nn.Parameter]:
+        return self.memory.memory_parameters()

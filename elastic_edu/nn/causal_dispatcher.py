@@ -1,0 +1,235 @@
+"""Causal dispatcher attention: ELASTIC's linear dispatcher attention made causal (ours).
+
+The paper's dispatcher (arXiv 2408.09380; `elastic_edu.nn.dispatcher`) lets k experts read the
+whole history, so position t sees items after t. Here each expert's summary is a running,
+prefix-normalised softmax average, so position t reads only what happened up to t
+(docs/DESIGN.md, "Causal dispatcher attention"). Per head, with experts E (fixed for the window)
+and history states x_1..x_n:
+
+    query of expert e        q_e = E_e Wq               its own entry: k_e0 = E_e Wk, v_e0 = E_e Wv
+    score of item s          a_es = q_e . (x_s Wk) / sqrt(d_h) + lambda_e * s
+    summary at t             A_e(t) = (exp(a_e0) v_e0 + sum_{s<=t} exp(a_es) x_s Wv)
+                                      / (exp(a_e0) + sum_{s<=t} exp(a_es))
+    dispatch at t            D_te = softmax_e((x_t Wr) . (E_e Wc) + (x_t Wg) . A_e(t)) / sqrt(d_h))
+    output at t              out(sum_e D_te A_e(t))
+
+- The expert queries depend on the window's experts only, never on positions, so the sums over
+  s <= t are cumulative sums: O(n e d) time and memory, computed for every t at once.
+- lambda_e = softplus(w . E_e) >= 0 is a recency rate: the weight of item s grows like
+  exp(lambda_e s), so an expert with a large rate summarises the last few items and one with
+  rate 0 the whole prefix. Softmax over s <= t ignores any offset of s, so a history needs no
+  position embedding, and a state carried event by event (`CausalDispatcherState`) gives the
+  same summaries as the whole window.
+- The expert's own entry (k_e0, v_e0) is always in the sum: the softmax is never empty, and a
+  history of one item is already a mixture of prior and evidence.
+- The dispatch score adds a content term (x_t Wg) . A_e(t): moving the projection onto the
+  query side avoids a (position, expert) d x d projection of A.
+- Stability: the cumulative sums use the window's largest score per expert as reference; when a
+  prefix's weights underflow there (scores spread over more than ~80 in float32) the layer
+  recomputes them in float64, and raises if even that underflows. The event-by-event state keeps
+  an exact running maximum instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from einops import einsum, rearrange
+from torch import nn
+
+from elastic_edu.nn.attention import FeedForward
+
+
+def prefix_softmax_average(
+    scores: torch.Tensor,
+    values: torch.Tensor,
+    own_score: torch.Tensor,
+    own_value: torch.Tensor,
+) -> torch.Tensor:
+    """Every prefix's softmax average: (b, h, e, n, d).
+
+    scores (b, h, e, n), -inf at padding; values (b, h, n, d); own_score (b, h, e) and
+    own_value (b, h, e, d) are each expert's own entry, part of every prefix.
+    out[..., t, :] = sum over {own} + {s <= t} of softmax(score) * value. Computed in float32
+    (float64 inputs stay float64); see the module docstring for the stability guard.
+    """
+    dtype = torch.float64 if scores.dtype == torch.float64 else torch.float32
+    out = _prefix_average(scores.to(dtype), values.to(dtype), own_score.to(dtype),
+                          own_value.to(dtype))  # fmt: skip
+    if out is None and dtype == torch.float32:
+        out = _prefix_average(scores.double(), values.double(), own_score.double(),
+                              own_value.double())  # fmt: skip
+        out = None if out is None else out.float()
+    if out is None:
+        raise FloatingPointError(
+            "causal dispatcher: the scores of one window span more than exp() can represent "
+            "(a prefix has all its weights underflow); the weights have diverged"
+        )
+    return out
+
+
+def _prefix_average(scores, values, own_score, own_value) -> torch.Tensor | None:
+    ref = torch.maximum(scores.amax(dim=-1), own_score).detach()  # (b, h, e)
+    w = torch.exp(scores - ref[..., None])  # (b, h, e, n)
+    w_own = torch.exp(own_score - ref)  # (b, h, e)
+    den = w.cumsum(dim=-1) + w_own[..., None]  # (b, h, e, n)
+    if (den == 0).any():  # every weight of some prefix underflowed
+        return None
+    weighted = einsum(w, values, "b h e n, b h n d -> b h e n d")
+    num = weighted.cumsum(dim=3) + rearrange(w_own[..., None] * own_value, "b h e d -> b h e 1 d")
+    return num / den[..., None]
+
+
+@dataclass
+class CausalDispatcherOutput:
+    """x: (b, n, d) new states; aggregate: (b, h, e, n) each expert's weight on each item in
+    the whole-window prefix (t = n), dispatch: (b, h, n, e), both only when asked."""
+
+    x: torch.Tensor
+    aggregate: torch.Tensor | None = None
+    dispatch: torch.Tensor | None = None
+
+
+@dataclass
+class LayerState:
+    """One layer's running summaries for a batch of streams (the recurrent form).
+
+    terms: what stays fixed for the window (`CausalDispatcherAttention.expert_terms`).
+    top (b, h, e): running maximum score; den (b, h, e): sum of exp(score - top);
+    num (b, h, e, d): sum of exp(score - top) * value. Size e x (d_h + 2) per head.
+    """
+
+    terms: dict[str, torch.Tensor]
+    top: torch.Tensor
+    den: torch.Tensor
+    num: torch.Tensor
+
+
+class CausalDispatcherAttention(nn.Module):
+    """Experts summarise every prefix; each position reads the experts' summaries at its time."""
+
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"dim={dim} is not divisible by heads={heads}")
+        self.heads, self.dropout = heads, dropout
+        self.to_q = nn.Linear(dim, dim, bias=False)  # experts -> aggregate queries
+        self.to_kv = nn.Linear(dim, 2 * dim, bias=False)  # history (and experts) -> keys, values
+        self.to_route = nn.Linear(dim, 2 * dim, bias=False)  # history -> dispatch queries
+        self.to_expert_key = nn.Linear(dim, dim, bias=False)  # experts -> dispatch keys
+        self.to_rate = nn.Linear(dim, heads)  # experts -> recency rates
+        self.to_out = nn.Linear(dim, dim)
+        nn.init.zeros_(self.to_rate.weight)
+        nn.init.constant_(self.to_rate.bias, -3.0)  # softplus(-3) = 0.05 per item
+
+    def expert_terms(self, experts: torch.Tensor) -> dict[str, torch.Tensor]:
+        """experts (b, e, d), normalised -> what stays fixed for the window, per head."""
+        h = self.heads
+        q = rearrange(self.to_q(experts), "b e (h d) -> b h e d", h=h)
+        k0, v0 = rearrange(self.to_kv(experts), "b e (two h d) -> two b h e d", two=2, h=h)
+        key = rearrange(self.to_expert_key(experts), "b e (h d) -> b h e d", h=h)
+        rate = rearrange(F.softplus(self.to_rate(experts)), "b e h -> b h e")
+        own = einsum(q, k0, "b h e d, b h e d -> b h e") * q.shape[-1] ** -0.5
+        return {"q": q, "own_score": own, "own_value": v0, "key": key, "rate": rate}
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        experts: torch.Tensor,
+        pad: torch.Tensor,
+        return_weights: bool = False,
+    ) -> CausalDispatcherOutput:
+        """x (b, n, d), experts (b, e, d), both normalised; pad (b, n) True at padding."""
+        h, terms = self.heads, self.expert_terms(experts)
+        k, v = rearrange(self.to_kv(x), "b n (two h d) -> two b h n d", two=2, h=h)
+        time = (~pad).cumsum(dim=1).to(x.dtype)  # (b, n): 1, 2, ... from the first item
+        scores = einsum(terms["q"], k, "b h e d, b h n d -> b h e n") * k.shape[-1] ** -0.5
+        scores = scores + terms["rate"][..., None] * rearrange(time, "b n -> b 1 1 n")
+        scores = scores.masked_fill(rearrange(pad, "b n -> b 1 1 n"), float("-inf"))
+        summary = prefix_softmax_average(scores, v, terms["own_score"], terms["own_value"])
+        summary = summary.to(x.dtype)  # (b, h, e, n, d)
+        out, dispatch = self._dispatch(x, terms, summary)
+        aggregate = None
+        if return_weights:  # each expert's weights over the items, as the last position sees them
+            ref = torch.maximum(scores.amax(-1), terms["own_score"])[..., None]
+            w = torch.exp(scores - ref)
+            aggregate = w / (
+                w.sum(-1, keepdim=True) + torch.exp(terms["own_score"][..., None] - ref)
+            )
+        return CausalDispatcherOutput(
+            x=out, aggregate=aggregate, dispatch=dispatch if return_weights else None
+        )
+
+    def _dispatch(self, x, terms, summary):
+        """Position t reads the experts' summaries at t: x (b, n, d), summary (b, h, e, n, d)."""
+        h = self.heads
+        route, gate = rearrange(self.to_route(x), "b n (two h d) -> two b h n d", two=2, h=h)
+        sim = einsum(route, terms["key"], "b h n d, b h e d -> b h n e")
+        sim = sim + einsum(gate, summary, "b h n d, b h e n d -> b h n e")
+        dispatch = (sim * route.shape[-1] ** -0.5).softmax(dim=-1)  # (b, h, n, e)
+        attn = F.dropout(dispatch, self.dropout if self.training else 0.0)
+        out = einsum(attn, summary, "b h n e, b h e n d -> b h n d")
+        return self.to_out(rearrange(out, "b h n d -> b n (h d)")), dispatch
+
+    # ---- the recurrent form: one event at a time -------------------------------------------
+    def start(self, experts: torch.Tensor) -> LayerState:
+        """experts (b, e, d), normalised -> the state before any event (own entries only)."""
+        terms = self.expert_terms(experts)
+        own = terms["own_score"]
+        return LayerState(terms=terms, top=own, den=torch.ones_like(own),
+                          num=terms["own_value"].clone())  # fmt: skip
+
+    def step(
+        self, x: torch.Tensor, state: LayerState, time: torch.Tensor
+    ) -> tuple[torch.Tensor, LayerState]:
+        """x (b, d) the new event's normalised state, time (b,) its 1-based index in the stream.
+
+        Returns the output (b, d) at this event and the updated state: O(e d) per head, however
+        long the stream already is.
+        """
+        terms = state.terms
+        k, v = rearrange(self.to_kv(x), "b (two h d) -> two b h d", two=2, h=self.heads)
+        score = einsum(terms["q"], k, "b h e d, b h d -> b h e") * k.shape[-1] ** -0.5
+        score = score + terms["rate"] * rearrange(time.to(score.dtype), "b -> b 1 1")
+        top = torch.maximum(state.top, score)  # the running maximum keeps exp() in range
+        old, new = torch.exp(state.top - top), torch.exp(score - top)
+        den = state.den * old + new
+        num = state.num * old[..., None] + new[..., None] * rearrange(v, "b h d -> b h 1 d")
+        state = LayerState(terms=terms, top=top, den=den, num=num)
+        summary = rearrange(num / den[..., None], "b h e d -> b h e 1 d")
+        out, _ = self._dispatch(rearrange(x, "b d -> b 1 d"), terms, summary)
+        return out[:, 0], state
+
+
+class CausalDispatcherBlock(nn.Module):
+    """One causal ELASTIC layer: causal dispatcher attention, then a position-wise feed-forward.
+
+    The experts entering every layer are the window's initial experts (normalised per layer):
+    fixed per window, which is what keeps the aggregation a cumulative sum.
+    """
+
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0):
+        super().__init__()
+        self.attn = CausalDispatcherAttention(dim, heads, dropout)
+        self.norm_x, self.norm_e, self.norm_ff = (nn.LayerNorm(dim) for _ in range(3))
+        self.ff = FeedForward(dim, dropout=dropout)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x, experts, pad, return_weights: bool = False) -> CausalDispatcherOutput:
+        """x (b, n, d), experts (b, e, d), pad (b, n) -> CausalDispatcherOutput."""
+        out = self.attn(self.norm_x(x), self.norm_e(experts), pad, return_weights)
+        x = x + self.drop(out.x)
+        out.x = x + self.drop(self.ff(self.norm_ff(x)))
+        return out
+
+    def start(self, experts: torch.Tensor) -> LayerState:
+        """experts (b, e, d) -> this layer's state before any event."""
+        return self.attn.start(self.norm_e(experts))
+
+    def step(self, x: torch.Tensor, state: LayerState, time: torch.Tensor):
+        """x (b, d) one event per stream -> (b, d) and the new state."""
+        a, state = self.attn.step(self.norm_x(x), state, time)
+        x = x + a
+        return x + self.ff(self.norm_ff(x)), state
