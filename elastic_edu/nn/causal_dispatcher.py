@@ -48,12 +48,14 @@ def prefix_softmax_average(
     own_score: torch.Tensor,
     own_value: torch.Tensor,
 ) -> torch.Tensor:
-    """Every prefix's softmax average: (b, h, e, n, d).
+    """Every prefix's softmax average: (b, h, n, e, d).
 
     scores (b, h, e, n), -inf at padding; values (b, h, n, d); own_score (b, h, e) and
     own_value (b, h, e, d) are each expert's own entry, part of every prefix.
-    out[..., t, :] = sum over {own} + {s <= t} of softmax(score) * value. Computed in float32
-    (float64 inputs stay float64); see the module docstring for the stability guard.
+    out[:, :, t, e] = sum over {own} + {s <= t} of softmax(score) * value. Computed in float32
+    (float64 inputs stay float64); see the module docstring for the stability guard. The
+    positions come before the experts so that each position's read of the experts is a
+    plain batched matrix product.
     """
     dtype = torch.float64 if scores.dtype == torch.float64 else torch.float32
     out = _prefix_average(scores.to(dtype), values.to(dtype), own_score.to(dtype),
@@ -72,14 +74,53 @@ def prefix_softmax_average(
 
 def _prefix_average(scores, values, own_score, own_value) -> torch.Tensor | None:
     ref = torch.maximum(scores.amax(dim=-1), own_score).detach()  # (b, h, e)
-    w = torch.exp(scores - ref[..., None])  # (b, h, e, n)
+    w = rearrange(torch.exp(scores - ref[..., None]), "b h e n -> b h n e")
     w_own = torch.exp(own_score - ref)  # (b, h, e)
-    den = w.cumsum(dim=-1) + w_own[..., None]  # (b, h, e, n)
-    if (den == 0).any():  # every weight of some prefix underflowed
-        return None
-    weighted = einsum(w, values, "b h e n, b h n d -> b h e n d")
-    num = weighted.cumsum(dim=3) + rearrange(w_own[..., None] * own_value, "b h e d -> b h e 1 d")
-    return num / den[..., None]
+    with torch.no_grad():
+        if ((w.cumsum(dim=2) + w_own[:, :, None]) == 0).any():  # all weights of a prefix
+            return None  # underflowed
+    return PrefixAverage.apply(w, w_own, values, own_value)
+
+
+class PrefixAverage(torch.autograd.Function):
+    """A(t) = (w_own v_own + sum_{s<=t} w_s v_s) / (w_own + sum_{s<=t} w_s), for every t.
+
+    w (b, h, n, e) and w_own (b, h, e) are positive weights, values (b, h, n, d), own_value
+    (b, h, e, d) -> A (b, h, n, e, d). The same function as the three lines
+
+        num = w[..., None] * values[:, :, :, None] ; num[:, :, 0] += w_own[..., None] * own_value
+        A = num.cumsum(dim=2) / (w.cumsum(dim=2) + w_own[:, :, None])[..., None]
+
+    with a hand-written backward, so that one training step holds two tensors of size
+    (b, h, n, e, d) instead of six (tests/nn/test_causal_dispatcher.py checks the gradients
+    against autograd of those lines). With G = dL/dA, gN = G / den and R = reverse cumulative
+    sums over positions:
+        dL/dvalues_s = sum_e w_se R[gN]_se      dL/dw_se = values_s . R[gN]_se + R[gD]_se
+        where gD_te = -(G_te . A_te) / den_te.
+    """
+
+    @staticmethod
+    def forward(ctx, w, w_own, values, own_value):
+        den = w.cumsum(dim=2) + w_own[:, :, None]  # (b, h, n, e)
+        num = w[..., None] * values[:, :, :, None]  # (b, h, n, e, d)
+        num[:, :, 0] += w_own[..., None] * own_value
+        out = num.cumsum_(dim=2).div_(den[..., None])
+        ctx.save_for_backward(w, w_own, values, own_value, den, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        w, w_own, values, own_value, den, out = ctx.saved_tensors
+        g_num = grad / den[..., None]  # (b, h, n, e, d)
+        g_den = -einsum(grad, out, "b h n e d, b h n e d -> b h n e") / den
+        tail = g_num.flip(2).cumsum_(dim=2).flip(2)  # sum over t >= s
+        tail_den = g_den.flip(2).cumsum(dim=2).flip(2)  # (b, h, n, e)
+        g_values = einsum(w, tail, "b h n e, b h n e d -> b h n d")
+        g_w = einsum(values, tail, "b h n d, b h n e d -> b h n e") + tail_den
+        first = tail[:, :, 0]  # (b, h, e, d): every prefix holds the own entry
+        g_own_w = einsum(own_value, first, "b h e d, b h e d -> b h e") + tail_den[:, :, 0]
+        g_own_value = w_own[..., None] * first
+        return g_w, g_own_w, g_values, g_own_value
 
 
 @dataclass
@@ -149,7 +190,7 @@ class CausalDispatcherAttention(nn.Module):
         scores = scores + terms["rate"][..., None] * rearrange(time, "b n -> b 1 1 n")
         scores = scores.masked_fill(rearrange(pad, "b n -> b 1 1 n"), float("-inf"))
         summary = prefix_softmax_average(scores, v, terms["own_score"], terms["own_value"])
-        summary = summary.to(x.dtype)  # (b, h, e, n, d)
+        summary = summary.to(x.dtype)  # (b, h, n, e, d)
         out, dispatch = self._dispatch(x, terms, summary)
         aggregate = None
         if return_weights:  # each expert's weights over the items, as the last position sees them
@@ -163,14 +204,14 @@ class CausalDispatcherAttention(nn.Module):
         )
 
     def _dispatch(self, x, terms, summary):
-        """Position t reads the experts' summaries at t: x (b, n, d), summary (b, h, e, n, d)."""
+        """Position t reads the experts' summaries at t: x (b, n, d), summary (b, h, n, e, d)."""
         h = self.heads
         route, gate = rearrange(self.to_route(x), "b n (two h d) -> two b h n d", two=2, h=h)
         sim = einsum(route, terms["key"], "b h n d, b h e d -> b h n e")
-        sim = sim + einsum(gate, summary, "b h n d, b h e n d -> b h n e")
+        sim = sim + einsum(gate, summary, "b h n d, b h n e d -> b h n e")
         dispatch = (sim * route.shape[-1] ** -0.5).softmax(dim=-1)  # (b, h, n, e)
         attn = F.dropout(dispatch, self.dropout if self.training else 0.0)
-        out = einsum(attn, summary, "b h n e, b h e n d -> b h n d")
+        out = einsum(attn, summary, "b h n e, b h n e d -> b h n d")
         return self.to_out(rearrange(out, "b h n d -> b n (h d)")), dispatch
 
     # ---- the recurrent form: one event at a time -------------------------------------------
@@ -198,7 +239,7 @@ class CausalDispatcherAttention(nn.Module):
         den = state.den * old + new
         num = state.num * old[..., None] + new[..., None] * rearrange(v, "b h d -> b h 1 d")
         state = LayerState(terms=terms, top=top, den=den, num=num)
-        summary = rearrange(num / den[..., None], "b h e d -> b h e 1 d")
+        summary = rearrange(num / den[..., None], "b h e d -> b h 1 e d")
         out, _ = self._dispatch(rearrange(x, "b d -> b 1 d"), terms, summary)
         return out[:, 0], state
 

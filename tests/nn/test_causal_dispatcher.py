@@ -82,7 +82,7 @@ def test_prefix_average_equals_softmax_of_each_prefix():
         v = torch.cat([own_v[:, :, :, None], values[:, :, None, : t + 1].expand(-1, -1, 3, -1, -1)],
                       dim=3)  # fmt: skip
         expected = (s[..., None] * v).sum(dim=3)
-        torch.testing.assert_close(out[:, :, :, t], expected)
+        torch.testing.assert_close(out[:, :, t], expected)
 
 
 def test_prefix_average_survives_scores_far_apart():
@@ -146,3 +146,27 @@ def test_flops_double_with_the_history():
 def test_flops_grow_with_experts_not_with_their_square():
     ratio = flops(512, e=16) / flops(512, e=8)
     assert 1.0 < ratio < 2.0  # projections of the history do not depend on k
+
+
+def test_prefix_average_gradients_match_autograd_of_the_plain_lines():
+    from elastic_edu.nn.causal_dispatcher import PrefixAverage
+
+    g = torch.Generator().manual_seed(4)
+    w = torch.rand(2, 2, 5, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    w_own = torch.rand(2, 2, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    values = torch.randn(2, 2, 5, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    own = torch.randn(2, 2, 3, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(PrefixAverage.apply, (w, w_own, values, own))
+
+    def plain(w, w_own, values, own):
+        num = w[..., None] * values[:, :, :, None]
+        num = torch.cat([num[:, :, :1] + (w_own[..., None] * own)[:, :, None], num[:, :, 1:]], 2)
+        return num.cumsum(dim=2) / (w.cumsum(dim=2) + w_own[:, :, None])[..., None]
+
+    weights = torch.randn(2, 2, 5, 3, 4, generator=g, dtype=torch.float64)
+    fast = torch.autograd.grad((PrefixAverage.apply(w, w_own, values, own) * weights).sum(),
+                               (w, w_own, values, own))  # fmt: skip
+    slow = torch.autograd.grad((plain(w, w_own, values, own) * weights).sum(),
+                               (w, w_own, values, own))  # fmt: skip
+    for a, b in zip(fast, slow):
+        torch.testing.assert_close(a, b)
