@@ -13,6 +13,8 @@ import math
 
 import numpy as np
 
+from elastic_edu.bench_report import loglog_slope as fit_slope  # the one least-squares fit
+
 # keys of results files and training histories -> what a reader sees
 NAMES = {
     "sasrec-naive": "SASRec, naive attention",
@@ -86,15 +88,15 @@ def length_ticks(lengths) -> dict:
 def loglog_slope(x, y, x_from: float | None = None) -> float | None:
     """Least-squares slope of log y against log x over the points with x >= `x_from`.
 
-    Falls back to all points when fewer than two reach `x_from`; None below two points.
+    As `elastic_edu.bench_report.summarise` fits its slopes (and with its fit): when fewer than
+    two points reach `x_from`, the three largest x; without `x_from`, all points. None below two
+    positive points.
     """
-    pts = [(a, b) for a, b in zip(np.ravel(x), np.ravel(y)) if a and b and a > 0 and b > 0]
-    if x_from is not None and sum(a >= x_from for a, _ in pts) >= 2:
-        pts = [(a, b) for a, b in pts if a >= x_from]
-    if len(pts) < 2:
-        return None
-    lx, ly = np.log([a for a, _ in pts]), np.log([b for _, b in pts])
-    return float(np.polyfit(lx, ly, 1)[0])
+    pts = sorted((a, b) for a, b in zip(np.ravel(x), np.ravel(y)) if a and b and a > 0 and b > 0)
+    if x_from is not None:
+        long_end = [(a, b) for a, b in pts if a >= x_from]
+        pts = long_end if len(long_end) >= 2 else pts[-3:]
+    return fit_slope([a for a, _ in pts], [b for _, b in pts])
 
 
 def with_slope(name: str, slope: float | None) -> str:

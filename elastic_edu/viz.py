@@ -134,22 +134,26 @@ def loglog_figure(
     *,
     dashed: set[str] | frozenset = frozenset(),
     markers: set[str] | frozenset = frozenset(),
+    colors: dict[str, int] | None = None,
     slope_from: float | None = None,
 ) -> go.Figure:
     """Named (x, y) series on log-log axes, each legend entry with its fitted slope.
 
     dashed: names drawn as dashed lines (a formula beside a measurement); markers: names drawn
-    as open markers only (measured points). Slopes over x >= `slope_from` (default: all).
+    as open markers only (measured points); colors: name -> palette index (default: the series'
+    position), to pair a formula with its measurement. Slopes over x >= `slope_from` (default:
+    all points).
     """
     fig = go.Figure()
     for i, (label, (x, y)) in enumerate(series.items()):
         x, y = _np(x).astype(float), _np(y).astype(float)
-        style = {"mode": "lines+markers", "line": {"color": PALETTE[i % len(PALETTE)]}}
+        color = PALETTE[(colors or {}).get(label, i) % len(PALETTE)]
+        style = {"mode": "lines+markers", "line": {"color": color}}
         if label in dashed:
-            style = {"mode": "lines", "line": {"color": PALETTE[i % len(PALETTE)], "dash": "dash"}}
+            style = {"mode": "lines", "line": {"color": color, "dash": "dash"}}
         if label in markers:
-            style = {"mode": "markers", "marker": {"size": 10, "symbol": "circle-open",
-                                                   "color": PALETTE[i % len(PALETTE)]}}  # fmt: skip
+            style = {"mode": "markers",
+                     "marker": {"size": 10, "symbol": "circle-open", "color": color}}  # fmt: skip
         fig.add_trace(go.Scatter(x=x, y=y, name=with_slope(label, loglog_slope(x, y, slope_from)),
                                  legendgroup=label, **style))  # fmt: skip
     _layout(fig, title, x_title, y_title)
@@ -305,7 +309,7 @@ def assignment_strip(
             label = str(names[v]) if names is not None else f"{name} {v}"
             keys.append(go.Scatter(
                 x=[None], y=[None], mode="markers", name=label, legendgroup=name,
-                legendgrouptitle_text=f"{name}:", showlegend=True,
+                showlegend=True,
                 marker={"symbol": "square", "size": 12, "color": PALETTE[v % len(PALETTE)]},
             ))  # fmt: skip
     for key in keys:  # legend keys after every strip, so data[r] is row r's strip
@@ -313,12 +317,12 @@ def assignment_strip(
     fig.update_xaxes(title_text="history position (oldest left)", row=len(rows), col=1)
     fig.update_xaxes(showgrid=False)
     fig.update_yaxes(showgrid=False)
-    legend_rows = math.ceil(len(keys) / 6) + len(rows)
+    legend_rows = math.ceil(len(keys) / 5)  # a horizontal legend under the axis title
     return fig.update_layout(
-        template=TEMPLATE, title=title, height=170 + 70 * len(rows) + 22 * legend_rows,
-        legend={"orientation": "h", "yanchor": "top", "y": -0.35, "x": 0,
-                "groupclick": "toggleitem"},
-        margin={"b": 40 + 22 * legend_rows},
+        template=TEMPLATE, title=title, height=190 + 70 * len(rows) + 24 * legend_rows,
+        legend={"orientation": "h", "yref": "container", "yanchor": "bottom", "y": 0.01, "x": 0,
+                "traceorder": "normal"},
+        margin={"b": 70 + 24 * legend_rows},
     )  # fmt: skip
 
 
