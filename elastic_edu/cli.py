@@ -1,7 +1,7 @@
 """Command line: ``python -m elastic_edu {train,compare,bench} ...``.
 
 python -m elastic_edu train --model sasrec --dataset ml-100k --seed 0 --out result.json
-python -m elastic_edu compare --dataset ../shared/data/ml-100k --seeds 0 1 2 --out table.json
+python -m elastic_edu compare --dataset ml-100k --seeds 0 1 2 --out table.json
 python -m elastic_edu bench --models sasrec-naive sasrec-sdpa elastic --lengths 2048 8192
 """
 

@@ -22,6 +22,7 @@ import platform
 import random
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -30,7 +31,7 @@ from elastic_edu.data import describe_source, load_sequences
 from elastic_edu.data.movielens import movielens_ready
 from elastic_edu.data.sequences import SequenceData
 from elastic_edu.device import choose_device, describe_device
-from elastic_edu.paths import data_dir, find_atomic
+from elastic_edu.paths import data_dir, find_atomic, repo_root
 
 QUICK_ENV = "ELASTIC_EDU_QUICK"
 PNG_ENV = "ELASTIC_EDU_FIGURE_PNG"
@@ -156,7 +157,7 @@ def tutorial_data(name: str = "ml-100k", download: bool = False, **synthetic) ->
     """
     if download or movielens_available(name):
         data = load_sequences(name, download=download)
-        print(f"Using {describe_source(name)}")
+        print(f"Using {portable(describe_source(name), name)}")
     else:
         data = load_sequences("synthetic", **synthetic)
         print(
@@ -164,6 +165,22 @@ def tutorial_data(name: str = "ml-100k", download: bool = False, **synthetic) ->
             f"instead (call tutorial_data(download=True) to fetch MovieLens from GroupLens)."
         )
     return data
+
+
+def portable(text: str, name: str) -> str:
+    """`text` without this machine's folders: the repository becomes ``<repo>``, a folder on the
+    atomic search path ``<atomic search path>`` (`elastic_edu.paths.atomic_search_path`), the home
+    folder ``~``. Saved notebook outputs then say where data came from without naming a machine."""
+    folder = find_atomic(name)
+    root = repo_root()
+    for path, label in (
+        (folder.parent if folder is not None else None, "<atomic search path>"),
+        (root, "<repo>"),
+        (Path.home(), "~"),
+    ):
+        if path is not None and str(path) not in ("", "/"):
+            text = text.replace(str(path), label)
+    return text
 
 
 def setup_report() -> dict:

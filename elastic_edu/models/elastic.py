@@ -6,8 +6,8 @@
     LDAOnly:  the same with k plain learned experts shared by every user (no memory).
 
 The experts read the whole history, so the state at position t depends on items after t: both
-models are not causal and train with the ``cut`` objective only (../shared/ELASTIC.md,
-"Causality and the training objective").
+models are not causal and train with the ``cut`` objective only (docs/DESIGN.md,
+"Causality and the training objective as built").
 """
 
 from __future__ import annotations

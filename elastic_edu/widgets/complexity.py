@@ -1,7 +1,8 @@
 """ComplexityExplorer: measure SASRec and ELASTIC at a history length N, live and small.
 
 **paper** (arXiv 2408.09380): self-attention costs O(N^2) time and memory, ELASTIC's linear
-dispatcher attention O(N k). A slider picks N; each move runs one inference forward pass
+dispatcher attention is linear in N; **ours** (docs/DESIGN.md): O(N k) per layer for our layer
+equations with k experts. A slider picks N; each move runs one inference forward pass
 (`encode` under ``inference_mode``) of two small models in this process and adds the point to a
 log-log plot. **our decisions**: latency is the median of `repeats` runs after one warm-up
 (fewer when a run is slow, so nothing blocks for long); memory is the peak of the bytes held by
