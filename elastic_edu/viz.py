@@ -215,6 +215,8 @@ def training_curves(
                 line={"color": color},
             ), row=1, col=col)  # fmt: skip
             fig.update_xaxes(title_text="epoch", row=1, col=col)
+    epochs = [r.get("epoch", j) for rows in histories.values() for j, r in enumerate(rows)]
+    fig.update_xaxes(tick0=1, dtick=max(1, math.ceil(max(epochs, default=1) / 10)))  # whole epochs
     fig.update_yaxes(title_text=names[0], row=1, col=1)
     if loss:
         fig.update_yaxes(title_text=f"{names[1]} (cross-entropy, nats)", row=1, col=2)
