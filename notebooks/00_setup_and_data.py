@@ -6,36 +6,39 @@
 # whole tutorial stands on: the data, how a user's history becomes a sequence, how we hold out
 # targets, and how a ranking is scored.
 #
-# **Learning goals**
-# 1. Check the environment and load the data set (MovieLens 100K, or a synthetic stand-in).
-# 2. See what the data looks like: history lengths and item popularity.
-# 3. Know exactly how sequences are built (time order, ties keep file order) and why ties matter.
-# 4. Apply the leave-one-out protocol and read one user's train / validation / test split.
-# 5. Compute HR@K, NDCG@K and MRR@K by hand on a toy full ranking, with ties counted against the
+# **Learning goals.** After this notebook you can
+# 1. check the environment and load the data set (MovieLens 100K, or a synthetic stand-in).
+# 2. see what the data looks like: history lengths and item popularity.
+# 3. know exactly how sequences are built (time order, ties keep file order) and why ties matter.
+# 4. apply the leave-one-out protocol and read one user's train / validation / test split.
+# 5. compute HR@K, NDCG@K and MRR@K by hand on a toy full ranking, with ties counted against the
 #    model, and check them against `elastic_edu.metrics`.
-# 6. Evaluate a popularity baseline, masked and unmasked, and ask it for recommendations.
+# 6. evaluate a popularity baseline, masked and unmasked, and ask it for recommendations.
 #
-# **What it assumes**: Python, numpy and PyTorch tensors. No recommender-systems background.
+# **Assumes.** Python, numpy and PyTorch tensors. No recommender-systems background.
 #
 # **Paper or our decision?** The ELASTIC paper (Deng et al., arXiv 2408.09380; only its abstract
 # is at hand) says it is evaluated on public data sets against strong sequential recommenders.
 # Everything in this notebook (every rating counts as an interaction, the tie rule, leave-one-out,
 # full ranking, ties against the model, masking) is **our decision**, chosen to match common
-# practice; where it matters we say so beside the cell.
+# practice; where it matters we say so beside the cell. `docs/DESIGN.md` records every such
+# decision. This is the one notebook that teaches the protocol; the others refer back here.
 
 # %% [markdown]
 # ## Parameters
-# Every knob of this notebook and the seed live in this one cell. Nothing here trains, so the CI
-# quick mode (`ELASTIC_EDU_QUICK=1`, read by `elastic_edu.tutorial.quick_mode()`) only pins torch
-# to one thread (CI runs two notebooks side by side on two cores); later notebooks also use it to
-# shrink their training runs.
+# Every knob of this notebook and the seed live in this one cell, which ends with
+# `setup_notebook(SEED)`: the same first cell in every notebook. It seeds python, numpy and
+# torch, chooses the device once (CUDA, then Apple MPS, then CPU: never a hard-coded `.cuda()`),
+# gives every plotly figure a static PNG beside the interactive one (so a saved notebook shows
+# its figures anywhere), and in the quick mode (`ELASTIC_EDU_QUICK=1`, what CI runs) pins torch to
+# one thread. Nothing here trains, so the quick mode changes nothing else in this notebook; later
+# notebooks also use it to shrink their training runs.
 
 # %%
-from elastic_edu.tutorial import quick_mode
+from elastic_edu.tutorial import quick_mode, setup_notebook
 
 QUICK = quick_mode()  # CI quick mode, switched on by ELASTIC_EDU_QUICK=1
-SEED = 0  # seeds numpy and torch
-TORCH_THREADS = 1 if QUICK else None  # CI runs two notebooks at once on 2 cores: one thread each
+SEED = 0  # seeds python, numpy and torch
 DATASET = "ml-100k"  # MovieLens 100K when it is on disk, else the synthetic set
 EXAMPLE_USER = 0  # user row whose split we print
 SHOW_LAST = 5  # how many of the latest items to print per history
@@ -43,26 +46,21 @@ KS = (10, 20, 50)  # cut-offs K of HR@K, NDCG@K, MRR@K
 TOP_K = 10  # recommendations to list
 MADE_UP_TITLES = ("Star Wars", "Fargo", "Toy Story")  # a history of our own (MovieLens titles)
 
+setup = setup_notebook(SEED)  # threads, seeds, device, figures; prints what it chose
+device = setup.device
+
 # %% [markdown]
 # ## 1. Environment
-# `setup_report()` lists the versions this notebook ran with and the device chosen by
-# `elastic_edu.choose_device()` (CUDA, then Apple MPS, then CPU). We choose the device once here
-# and never hard-code `.cuda()`.
+# `setup_report()` lists the versions this notebook ran with and the device it chose.
 
 # %%
 import numpy as np
 import torch
 
-from elastic_edu import choose_device
 from elastic_edu.tutorial import setup_report
 
 for key, value in setup_report().items():
     print(f"{key:>12}: {value}")
-if TORCH_THREADS:
-    torch.set_num_threads(TORCH_THREADS)
-np.random.seed(SEED)
-torch.manual_seed(SEED)
-device = choose_device()
 
 # %% [markdown]
 # ## 2. The data set
@@ -233,12 +231,14 @@ assert np.array_equal(split.train[EXAMPLE_USER], seq[:-2])
 # %% [markdown]
 # ## 5. Full ranking and the metrics, by hand
 # A model gives every item a score; the target's **rank** is its position when all items are
-# sorted by score (1 = best). **Our decision**: we rank against *all* items (no sampled negatives),
-# and ties count against the model:
+# sorted by score (1 = best). **Our decision**: we rank against *all* items, and ties count
+# against the model:
 #
 # $$\text{rank} = 1 + \#\{\,j \ne \text{target} : s_j \ge s_\text{target}\,\}.$$
 #
-# A model that gives every item the same score therefore ranks the target last, not first.
+# A model that gives every item the same score therefore ranks the target last, not first. (Many
+# papers rank the target against 100 sampled items instead of all of them; notebook 04 measures,
+# on trained models, how much that flatters them.)
 # With one relevant item per user, the metrics at cut-off K are
 #
 # $$\text{HR@K} = [r \le K],\qquad \text{NDCG@K} = \frac{[r \le K]}{\log_2(r+1)},\qquad

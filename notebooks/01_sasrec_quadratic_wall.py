@@ -6,14 +6,14 @@
 # items 1..t, and the state at the last position scores every item as the next one. ELASTIC is
 # built to replace its attention, so we first take that attention apart.
 #
-# **Learning goals**
-# 1. Build causal multi-head self-attention by hand with einops, and check it against the
+# **Learning goals.** After this notebook you can
+# 1. build causal multi-head self-attention by hand with einops, and check it against the
 #    library's `CausalSelfAttention` (both back-ends) with the same weights.
-# 2. See causality at work: changing a later item leaves every earlier output unchanged.
-# 3. Train a small SASRec, read its training curve and its N x N attention weights.
-# 4. Compute and measure the memory of the N x N score matrix: it grows as N², the quadratic wall.
+# 2. see causality at work: changing a later item leaves every earlier output unchanged.
+# 3. train a small SASRec, read its training curve and its N x N attention weights.
+# 4. compute and measure the memory of the N x N score matrix: it grows as N², the quadratic wall.
 #
-# **What it assumes**: notebook 00 (sequences, leave-one-out, full-ranking metrics); PyTorch
+# **Assumes.** notebook 00 (sequences, leave-one-out, full-ranking metrics); PyTorch
 # modules, `softmax`, matrix products. The einops `einsum`/`rearrange` pattern strings are
 # explained as we go: read `'b h n d, b h m d -> b h n m'` as "for every batch row b and head h,
 # contract the feature axis d of queries at position n with keys at position m".
@@ -28,16 +28,17 @@
 
 # %% [markdown]
 # ## Parameters
-# Every knob and the seed. `QUICK` (set by `ELASTIC_EDU_QUICK=1`) shrinks only the training run:
-# the quick run is what CI executes on a 2-core CPU; without it the notebook trains with the
-# library defaults, exactly as `python -m elastic_edu train --model sasrec --dataset ml-100k`.
+# Every knob and the seed; the cell ends with `setup_notebook(SEED)` (threads, seeds, device,
+# figures: see notebook 00). `QUICK` (set by `ELASTIC_EDU_QUICK=1`) shrinks only the training
+# run: the quick run is what CI executes on a 2-core CPU and what the saved outputs show, a
+# demonstration rather than a result; without it the notebook trains with the library defaults,
+# exactly as `python -m elastic_edu train --model sasrec --dataset ml-100k`.
 
 # %%
-from elastic_edu.tutorial import quick_mode
+from elastic_edu.tutorial import quick_mode, setup_notebook
 
 QUICK = quick_mode()  # CI quick mode, switched on by ELASTIC_EDU_QUICK=1
 SEED = 0
-TORCH_THREADS = 1 if QUICK else None  # CI runs two notebooks at once on 2 cores: one thread each
 DATASET = "ml-100k"  # MovieLens 100K when on disk, else the synthetic set
 # the hand-built attention check
 TOY_BATCH, TOY_LEN, TOY_DIM, TOY_HEADS = 2, 6, 8, 2
@@ -49,22 +50,18 @@ MEM_BATCH, MEM_HEADS, MEM_DIM = 4, 2, 16
 MEASURED_NS = [16, 32, 64, 128, 256, 512]  # measured as tensor sizes
 ANALYTIC_NS = [2**i for i in range(4, 15)]  # 16 .. 16384, computed
 
+setup = setup_notebook(SEED)  # threads, seeds, device, figures; prints what it chose
+device = setup.device
+
 # %%
 import math
 
 import torch
 from einops import einsum, rearrange
 
-from elastic_edu import choose_device, viz
+from elastic_edu import viz
 from elastic_edu.data import leave_one_out, pad_left
 from elastic_edu.tutorial import check, tutorial_data
-
-if TORCH_THREADS:
-    torch.set_num_threads(TORCH_THREADS)
-device = choose_device()
-torch.manual_seed(SEED)
-print("device:", device, "| quick mode:", QUICK)
-
 
 # %% [markdown]
 # ## 1. Causal self-attention, by hand
@@ -198,11 +195,13 @@ assert earlier_same and later_changed
 # best weights kept), then evaluates on the test targets. SASRec trains with the objective `all`:
 # every position of a training window predicts the item after it.
 #
-# In quick mode this is a few epochs of a narrow model (the cell prints its time). The full run is
+# In quick mode this is a few epochs of a narrow model (the cell prints its time): a
+# demonstration that the pieces work, not SASRec's result. The full run is
 # `python -m elastic_edu train --model sasrec --dataset ml-100k`: the library defaults (d = 64,
 # N = 50, up to 200 epochs with patience 10, at most 15 minutes). Running this notebook without
-# `ELASTIC_EDU_QUICK` trains exactly that configuration in the next cell; we quote no number
-# for it that this notebook did not compute.
+# `ELASTIC_EDU_QUICK` trains exactly that configuration in the next cell. The reported SASRec
+# numbers (the README's Results) come from `results/sasrec-ml-100k-cpu-amd-epyc.json`, made by
+# that command on a 2-core AMD EPYC; this notebook quotes none of them.
 
 # %%
 from elastic_edu.experiment import run
@@ -262,15 +261,19 @@ viz.attention_heatmap(weights, title="SASRec attention, layer 1, heads averaged 
 # analytically and measure them as the size of the attention tensor a one-layer SASRec returns.
 # For contrast, the states themselves, (b, N, d), grow linearly.
 
+# %% [markdown]
+# The formula is one line, kept in the library with the other cost formulas
+# (`elastic_edu.costs`, which notebooks 02, 03 and 05 use too):
+#
+# ```python
+# def score_matrix_bytes(b, h, n, bytes_per_number=4):
+#     return b * h * n * n * bytes_per_number
+# ```
+
 # %%
 # NBVAL_CHECK_OUTPUT
 from elastic_edu import ModelConfig
-
-
-def score_matrix_bytes(b, h, n, bytes_per_number=4):
-    """Memory of the (b, h, n, n) float32 attention weights."""
-    return b * h * n * n * bytes_per_number
-
+from elastic_edu.costs import score_matrix_bytes
 
 torch.manual_seed(SEED)
 probe = build_model(
@@ -311,52 +314,34 @@ assert set(ratios) == {4.0}
 print("doubling N multiplies the score matrix by", ratios[0])
 
 # %%
-import plotly.graph_objects as go
-
-fig = go.Figure()
-fig.add_trace(
-    go.Scatter(
-        x=ANALYTIC_NS,
-        y=[score_matrix_bytes(MEM_BATCH, MEM_HEADS, n) for n in ANALYTIC_NS],
-        mode="lines",
-        name="score matrix, b h N² x 4 bytes",
-    )
-)
-fig.add_trace(
-    go.Scatter(
-        x=list(measured),
-        y=list(measured.values()),
-        mode="markers",
-        marker={"size": 10, "symbol": "circle-open"},
-        name="measured tensor size",
-    )
-)
-fig.add_trace(
-    go.Scatter(
-        x=ANALYTIC_NS,
-        y=[MEM_BATCH * n * 64 * 4 for n in ANALYTIC_NS],
-        mode="lines",
-        line={"dash": "dash"},
-        name="states (b, N, d = 64), linear",
-    )
-)
-fig.update_xaxes(type="log", title="history length N (items)")
-fig.update_yaxes(type="log", title="bytes")
-fig.update_layout(
-    template=viz.TEMPLATE, title=f"The quadratic wall (b = {MEM_BATCH}, h = {MEM_HEADS}, float32)"
+wall = {
+    "score matrix, b h N² x 4 bytes": (
+        ANALYTIC_NS,
+        [score_matrix_bytes(MEM_BATCH, MEM_HEADS, n) for n in ANALYTIC_NS],
+    ),
+    "measured tensor size": (list(measured), list(measured.values())),
+    "states (b, N, d = 64)": (ANALYTIC_NS, [MEM_BATCH * n * 64 * 4 for n in ANALYTIC_NS]),
+}
+viz.loglog_figure(
+    wall,
+    f"The quadratic wall (b = {MEM_BATCH}, h = {MEM_HEADS}, float32)",
+    "history length N (items)",
+    "bytes",
+    dashed={"states (b, N, d = 64)"},
+    markers={"measured tensor size"},
 )
 
 # %% [markdown]
-# On a log-log plot a power law is a straight line whose slope is the exponent: slope 2 for the
-# score matrix, slope 1 for the states. The fused `sdpa` back-end need not store the matrix, but
+# On a log-log plot a power law is a straight line whose slope is the exponent (each legend entry
+# gives its fitted slope): 2 for the score matrix, 1 for the states. The fused `sdpa` back-end need not store the matrix, but
 # it still computes all N² scores. How that shows in practice is measured by the project's
 # benchmark (`python -m elastic_edu bench`), which times whole models up to N = 16384: if a results
 # file is in `results/`, the next cell prints the fitted log-log slopes of latency and peak memory
-# (slope 2: quadratic, slope 1: linear) and plots the latency. The ELASTIC curves in it are the
-# subject of notebook 02.
+# (slope 2: quadratic, slope 1: linear) and plots the latency. Notebook 02 builds the layer behind
+# the ELASTIC curve in it; notebook 05 reads every benchmark file.
 
 # %%
-from elastic_edu.bench import load_results, summarise
+from elastic_edu.bench_report import load_results, summarise
 from elastic_edu.paths import repo_root
 
 bench_files = sorted((repo_root() / "results").glob("bench-*.json")) if repo_root() else []

@@ -6,17 +6,17 @@
 # The experts read the history (*aggregate*), then every position reads the experts (*dispatch*).
 # Nothing ever compares two positions directly, so the cost is N·k instead of N².
 #
-# **Learning goals**
-# 1. Build the two steps of one linear dispatcher attention (LDA) layer by hand with einops, check
+# **Learning goals.** After this notebook you can
+# 1. build the two steps of one linear dispatcher attention (LDA) layer by hand with einops, check
 #    each against a slow loop and against the library's `DispatcherAttention` with the same weights.
-# 2. Count its FLOPs by hand and with `torch.utils.flop_counter`: doubling N doubles the cost
+# 2. count its FLOPs by hand and with `torch.utils.flop_counter`: doubling N doubles the cost
 #    (SASRec's attention: four times).
-# 3. Train an LDA model on synthetic users with *planted* interests and see what the experts learn:
+# 3. train an LDA model on synthetic users with *planted* interests and see what the experts learn:
 #    aggregate-weight heatmaps, expert assignments, and their NMI with the planted labels.
-# 4. Understand why ELASTIC must never train on every position: the encoder is not causal, and a
+# 4. understand why ELASTIC must never train on every position: the encoder is not causal, and a
 #    model trained that way **leaks the future**. We show the leak.
 #
-# **What it assumes**: notebooks 00 and 01 (metrics, causal attention, the N² score matrix).
+# **Assumes.** notebooks 00 and 01 (metrics, causal attention, the N² score matrix).
 #
 # **Paper or our decision?**
 # - **paper** (abstract): a fixed number k of interest experts and a *linear dispatcher attention*
@@ -29,15 +29,16 @@
 
 # %% [markdown]
 # ## Parameters
-# Every knob and the seed. `QUICK` (`ELASTIC_EDU_QUICK=1`) shrinks the histories and the training
-# runs so that CI runs this notebook in about a minute on a 2-core CPU.
+# Every knob and the seed; the cell ends with `setup_notebook(SEED)` (threads, seeds, device,
+# figures: see notebook 00). `QUICK` (`ELASTIC_EDU_QUICK=1`) shrinks the histories and the
+# training runs so that CI runs this notebook in about a minute on a 2-core CPU; the saved outputs
+# are such a quick run, a demonstration of each effect rather than a measurement of its size.
 
 # %%
-from elastic_edu.tutorial import quick_mode
+from elastic_edu.tutorial import quick_mode, setup_notebook
 
 QUICK = quick_mode()  # CI quick mode, switched on by ELASTIC_EDU_QUICK=1
 SEED = 0
-TORCH_THREADS = 1 if QUICK else None  # CI runs two notebooks at once on 2 cores: one thread each
 # the hand-built layer check
 TOY_BATCH, TOY_LEN, TOY_EXPERTS, TOY_DIM, TOY_HEADS = 2, 7, 3, 8, 2
 # FLOP counts of one attention layer
@@ -62,6 +63,9 @@ LEAK_MAX_LEN, LEAK_EXPERTS = 10, 10
 LEAK_TRAIN = dict(epochs=4 if QUICK else 8, cuts_per_user=8, batch_size=64, lr=5e-3)
 CHANGED_POSITION = 30  # the non-causality demo changes the item at this position
 
+setup = setup_notebook(SEED)  # threads, seeds, device, figures; prints what it chose
+device = setup.device
+
 # %%
 import math
 
@@ -69,16 +73,9 @@ import numpy as np
 import torch
 from einops import einsum, rearrange
 
-from elastic_edu import ModelConfig, TrainConfig, choose_device, viz
+from elastic_edu import ModelConfig, TrainConfig, viz
 from elastic_edu.data import leave_one_out, pad_left
 from elastic_edu.tutorial import check, tutorial_data
-
-if TORCH_THREADS:
-    torch.set_num_threads(TORCH_THREADS)
-device = choose_device()
-torch.manual_seed(SEED)
-print("device:", device, "| quick mode:", QUICK)
-
 
 # %% [markdown]
 # ## 1. One layer in equations
@@ -305,6 +302,8 @@ assert (moved[:CHANGED_POSITION] > 1e-6).all()
 # 01): $6bnd^2$ for queries, keys and values, $2bn^2d$ scores, $2bn^2d$ weighted values, $2bnd^2$
 # out: $8bnd^2 + 4bn^2d$, quadratic in N.
 #
+# The two totals are `elastic_edu.costs.dispatcher_flops(b, n, k, d)` and
+# `elastic_edu.costs.attention_flops(b, n, d)` in the library (notebook 05 uses them again).
 # `torch.utils.flop_counter.FlopCounterMode` counts matrix products as they run. One catch: it
 # does not know torch's fused CPU attention kernel and counts it as zero, so we count the
 # `return_weights=True` paths, which run the same contractions as einsum (the cell also prints
@@ -314,15 +313,8 @@ assert (moved[:CHANGED_POSITION] > 1e-6).all()
 # NBVAL_CHECK_OUTPUT
 from torch.utils.flop_counter import FlopCounterMode
 
+from elastic_edu.costs import attention_flops, dispatcher_flops
 from elastic_edu.nn import CausalSelfAttention
-
-
-def lda_flops(b, n, k, d):
-    return 8 * b * n * d * d + 8 * b * k * d * d + 8 * b * n * k * d
-
-
-def attention_flops(b, n, d):
-    return 8 * b * n * d * d + 4 * b * n * n * d
 
 
 def counted(fn, *args, **kwargs):
@@ -344,7 +336,8 @@ for n in FLOP_NS:
         counted(lda_layer_big, xs, es, no_pad, return_weights=True),
         counted(sa_layer_big, xs, no_pad, return_weights=True),
     )
-    assert flops[n] == (lda_flops(1, n, FLOP_EXPERTS, FLOP_DIM), attention_flops(1, n, FLOP_DIM))
+    formula = (dispatcher_flops(1, n, FLOP_EXPERTS, FLOP_DIM), attention_flops(1, n, FLOP_DIM))
+    assert flops[n] == formula
 fused_lda = counted(lda_layer_big, xs, es, no_pad)  # the fused path, last n
 print(f"fused path at N = {n}: {fused_lda:,} counted vs {flops[n][0]:,} (attention kernels missed)")
 print(f"{'N':>6}{'LDA FLOPs':>14}{'ratio':>7}{'self-attn FLOPs':>17}{'ratio':>7}")
@@ -358,18 +351,20 @@ for a, b in zip(FLOP_NS, FLOP_NS[1:]):
 print("counted == formula; doubling N: x2 for LDA, ~x4 for self-attention")
 
 # %%
-import plotly.graph_objects as go
-
-fig = go.Figure()
-for j, label in enumerate([f"dispatcher attention, k = {FLOP_EXPERTS}", "causal self-attention"]):
-    fig.add_trace(
-        go.Scatter(x=FLOP_NS, y=[flops[n][j] for n in FLOP_NS], mode="lines+markers", name=label)
-    )
-fig.update_xaxes(type="log", title="history length N (items)")
-fig.update_yaxes(type="log", title="FLOPs (FlopCounterMode, one layer, b = 1)")
-fig.update_layout(
-    template=viz.TEMPLATE, title=f"One attention layer: linear against quadratic (d = {FLOP_DIM})"
+viz.loglog_figure(
+    {
+        f"dispatcher attention, k = {FLOP_EXPERTS}": (FLOP_NS, [flops[n][0] for n in FLOP_NS]),
+        "causal self-attention": (FLOP_NS, [flops[n][1] for n in FLOP_NS]),
+    },
+    f"One attention layer: linear against quadratic (d = {FLOP_DIM})",
+    "history length N (items)",
+    "FLOPs (FlopCounterMode, one layer, b = 1)",
 )
+
+# %% [markdown]
+# Self-attention's fitted slope is a little below 2 over these lengths: its projection term
+# $8bnd^2$, linear in n, still adds to the quadratic $4bn^2d$ (the two are equal at n = 2d). The
+# slope tends to 2 as N grows; the dispatcher's stays at 1.
 
 # %% [markdown]
 # ## 3. What do the experts learn? Planted interests
@@ -438,7 +433,8 @@ print("hand-written nmi == elastic_edu.analysis.nmi")
 
 # %% [markdown]
 # For every test user, `elastic_edu.analysis.expert_assignments` encodes the history and takes,
-# per position, the argmax over the experts of the last layer's dispatch weights (heads summed).
+# per position, the argmax over the experts of the last layer's dispatch weights, summed over the
+# heads (the same argmax as their mean, which the heatmaps below show).
 # We compute the NMI of these assignments with the planted labels of the same positions and
 # average over users. Two baselines: `shuffled_nmi` shuffles the planted labels (same label
 # counts, no relation to the positions: chance agreement), and the same model before training.
@@ -539,6 +535,8 @@ viz.assignment_strip(
 # here with plotly.)
 
 # %%
+import plotly.graph_objects as go
+
 assign_all = np.concatenate(expert_assignments(lda_model, planted_split.test.histories))
 table = np.zeros((LDA["experts"], PLANTED["num_interests"]), dtype=int)
 np.add.at(table, (assign_all, np.concatenate(test_labels)), 1)
@@ -780,7 +778,7 @@ answer_flops = None  # an int
 ok = check(
     "LDA FLOPs at N = 4096",
     answer_flops,
-    flops[4096][0] if 4096 in flops else lda_flops(1, 4096, 8, 32),
+    flops[4096][0] if 4096 in flops else dispatcher_flops(1, 4096, 8, 32),
     hint="8 b N d^2 + 8 b k d^2 + 8 b N k d",
 )
 
@@ -794,7 +792,7 @@ print(f"{solution_flops:,} FLOPs")
 assert check(
     "LDA FLOPs at N = 4096",
     solution_flops,
-    flops[4096][0] if 4096 in flops else lda_flops(1, 4096, 8, 32),
+    flops[4096][0] if 4096 in flops else dispatcher_flops(1, 4096, 8, 32),
 )
 
 # %% [markdown]

@@ -1,5 +1,5 @@
 # %% [markdown]
-# # 3. Interest memory retrieval: product keys
+# # 03 · Interest memory retrieval: product keys
 #
 # ELASTIC gives every user a handful of *interest experts*. Instead of learning the same k experts for
 # everyone, it **retrieves** each user's k experts from a large learnable *interest memory bank* with
@@ -26,41 +26,19 @@
 # softmax gates, is **our decision**, following Lample et al. (NeurIPS 2019, "Large Memory Layers with
 # Product Keys").
 
-# %%
-import copy
-import math
-import statistics
-import time
-
-import plotly.graph_objects as go
-import torch
-from einops import einsum, rearrange
-from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
-
-from elastic_edu import choose_device, viz
-from elastic_edu.bench import loglog_slope
-from elastic_edu.data import leave_one_out, pad_left
-from elastic_edu.experiment import default_configs
-from elastic_edu.models import build_model
-from elastic_edu.nn import ProductKeyMemory, product_key_topk
-from elastic_edu.nn.reference import full_keys, product_key_bruteforce
-from elastic_edu.train import fit, seed_everything
-from elastic_edu.tutorial import check, quick_mode, setup_report, tutorial_data
-
-setup_report()
-
 # %% [markdown]
 # ## Parameters
 #
-# Every knob of this notebook, and the seed, live in the next cell. `ELASTIC_EDU_QUICK=1` (what CI
-# sets) picks a small model and a short training run so that the notebook runs in about a minute on
-# a 2-core CPU.
+# Every knob of this notebook, and the seed, live in the next cell, which ends with
+# `setup_notebook(SEED)` (threads, seeds, device, figures: see notebook 00). `ELASTIC_EDU_QUICK=1`
+# (what CI sets, and what the saved outputs show) picks a small model and a short training run so
+# that the notebook runs in about a minute on a 2-core CPU: a demonstration, not a result.
 
 # %%
-QUICK = quick_mode()
+from elastic_edu.tutorial import quick_mode, setup_notebook
+
+QUICK = quick_mode()  # CI quick mode, switched on by ELASTIC_EDU_QUICK=1
 SEED = 0
-device = choose_device()  # chosen once: cuda > mps > cpu
 
 # the product-key search built by hand
 M_SUB = 32  # m: sub-keys per half, so M = m*m = 1024 slots
@@ -91,12 +69,28 @@ TRAIN = (
 
 # gating demo: a tiny memory whose gradients can be listed row by row
 TINY = dict(dim=8, key_dim=8, subkeys=4, experts=3, candidates=3)
-CPU_THREADS = 1 if QUICK else torch.get_num_threads()  # CI runs two notebooks on two cores
 
-if device.type == "cpu":
-    torch.set_num_threads(CPU_THREADS)
-seed_everything(SEED)
-print(f"quick mode: {QUICK}; device: {device}")
+setup = setup_notebook(SEED)  # threads, seeds, device, figures; prints what it chose
+device = setup.device
+
+# %%
+import copy
+import math
+
+import torch
+from einops import einsum, rearrange
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from elastic_edu import viz
+from elastic_edu.costs import bruteforce_key_flops, median_ms, product_key_flops
+from elastic_edu.data import leave_one_out, pad_left
+from elastic_edu.experiment import default_configs
+from elastic_edu.models import build_model
+from elastic_edu.nn import ProductKeyMemory, product_key_topk
+from elastic_edu.nn.reference import full_keys, product_key_bruteforce
+from elastic_edu.train import fit, seed_everything
+from elastic_edu.tutorial import check, tutorial_data
 
 # %% [markdown]
 # ## 1. The product-key search, by hand
@@ -251,18 +245,19 @@ except ValueError as err:
 # pairs and takes two small top-c and one top-k over c². Its matrix-product work grows as m, i.e. as
 # √M, instead of M.
 #
-# The formula, checked against PyTorch's `FlopCounterMode` (which counts matrix products only) for
-# one batch of users:
+# The two formulas are in the library (`elastic_edu.costs.product_key_flops(m, d_k, users)` and
+# `bruteforce_key_flops`), checked here against PyTorch's `FlopCounterMode` (which counts matrix
+# products only) for one batch of users:
 
 
 # %%
 # NBVAL_CHECK_OUTPUT
-def flops_bruteforce(m, users=1):
-    return 2 * users * m * m * KEY_DIM
-
-
 def flops_product_keys(m, users=1):
-    return 2 * users * m * KEY_DIM
+    return product_key_flops(m, KEY_DIM, users)
+
+
+def flops_bruteforce(m, users=1):
+    return bruteforce_key_flops(m, KEY_DIM, users)
 
 
 for m in (16, 64):
@@ -293,7 +288,8 @@ for m in SIZES:
 # %% [markdown]
 # Now the clock. For each m we build random sub-keys and, for brute force, the flat table of all M
 # keys (built once, outside the timing, as a flat memory would store it), then time one call for
-# a batch of users: the median of several calls after one warm-up call. On a CPU we time with
+# a batch of users: the median of several calls after one warm-up call (the library's timer
+# `elastic_edu.costs.median_ms`, which waits for a GPU's queue on CUDA). On a CPU we time with
 # `TIMING_THREADS` threads: on a shared machine, threads that wait for each other turn other
 # processes' load into noise. The brute-force baseline is
 # written inline because the library's `product_key_bruteforce` is a float64 reference that rebuilds
@@ -301,21 +297,6 @@ for m in SIZES:
 
 
 # %%
-def median_ms(fn, repeats=REPEATS):
-    """Median wall time of fn() in milliseconds, after one warm-up call."""
-    times = []
-    for r in range(repeats + 1):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        if r:
-            times.append(1e3 * (time.perf_counter() - start))
-    return statistics.median(times)
-
-
 latency = {"product keys": [], "brute force": []}
 users = torch.randn(TIMING_USERS, KEY_DIM, generator=gen).to(device)
 threads = torch.get_num_threads()
@@ -328,8 +309,8 @@ with torch.inference_mode():
         flat = full_keys(k1, k2)  # (M, d_k)
         pk = lambda k1=k1, k2=k2: product_key_topk(users, k1, k2, K, C)
         bf = lambda flat=flat: einsum(users, flat, "b d, s d -> b s").topk(K, dim=-1)
-        latency["product keys"].append(median_ms(pk))
-        latency["brute force"].append(median_ms(bf))
+        latency["product keys"].append(median_ms(pk, REPEATS, device))
+        latency["brute force"].append(median_ms(bf, REPEATS, device))
         del flat
 torch.set_num_threads(threads)
 for name, ms in latency.items():
@@ -338,48 +319,36 @@ for name, ms in latency.items():
 # %% [markdown]
 # Plotted log-log against M, a straight line of slope 1 means "time proportional to M"; slope 0.5
 # means "proportional to m = √M". The dashed lines are the FLOP formulas, scaled to meet the
-# measurement at the largest M, so their slopes compare with the measured ones. (`viz` has no
-# generic log-log line plot, so this figure is built inline with plotly.)
+# measurement at the largest M, so their slopes compare with the measured ones. Each legend entry
+# gives its slope over the three largest memories.
 
 # %%
 Ms = [m * m for m in SIZES]
-fig = go.Figure()
-for (name, ms), flops, color in zip(
-    latency.items(), (flops_product_keys, flops_bruteforce), viz.PALETTE
+series, colors = {}, {}
+for i, ((name, ms), flops) in enumerate(
+    zip(latency.items(), (flops_product_keys, flops_bruteforce))
 ):
-    fig.add_trace(
-        go.Scatter(
-            x=Ms, y=ms, name=f"{name} (measured)", mode="lines+markers", line={"color": color}
-        )
-    )
     f = [flops(m) for m in SIZES]
-    scaled = [v * ms[-1] / f[-1] for v in f]  # FLOPs scaled to meet the largest measurement
-    fig.add_trace(
-        go.Scatter(
-            x=Ms,
-            y=scaled,
-            name=f"{name} (FLOPs, scaled)",
-            mode="lines",
-            line={"color": color, "dash": "dash"},
-        )
-    )
-fig.update_layout(
-    template=viz.TEMPLATE,
-    xaxis_title="memory slots M = m*m",
-    title=f"Retrieving k={K} of M slots for {TIMING_USERS} users ({device})",
-    yaxis_title="latency (ms)",
+    series[f"{name} (measured)"] = (Ms, ms)
+    series[f"{name} (FLOPs, scaled)"] = (Ms, [v * ms[-1] / f[-1] for v in f])  # meet at largest M
+    colors[f"{name} (measured)"] = colors[f"{name} (FLOPs, scaled)"] = i
+viz.loglog_figure(
+    series,
+    f"Retrieving k={K} of M slots for {TIMING_USERS} users ({device})",
+    "memory slots M = m*m",
+    "latency (ms)",
+    dashed={name for name in series if "FLOPs" in name},
+    colors=colors,
+    slope_from=Ms[-3],
 )
-fig.update_xaxes(type="log")
-fig.update_yaxes(type="log")
-fig
 
 # %% [markdown]
-# The slopes over the three largest memories, from `elastic_edu.bench.loglog_slope` (a least-squares
+# The slopes over the three largest memories, from `elastic_edu.viz.loglog_slope` (a least-squares
 # line through log latency against log M). At small M both searches cost little more than launching
 # a few operations, so their lines start flat; that is overhead, not the algorithm.
 
 # %%
-slope = {name: loglog_slope(Ms[-3:], ms[-3:]) for name, ms in latency.items()}
+slope = {name: viz.loglog_slope(Ms, ms, x_from=Ms[-3]) for name, ms in latency.items()}
 speedup = latency["brute force"][-1] / latency["product keys"][-1]
 print(
     f"log-log slope against M (M >= {Ms[-3]:,}): "
@@ -516,7 +485,7 @@ viz.slot_usage(stats["(b) bias, no norm"][0], title="(b) biased, un-normalised q
 # ### After a little training
 #
 # Now train the same model briefly on the data (random-cut objective, the only one allowed for a
-# model whose experts read the whole history; notebook 4 trains properly) and look at the usage
+# model whose experts read the whole history; notebook 04 trains properly) and look at the usage
 # again, through the model's own output: `model.encode(...)` returns an `EncoderOutput` whose `slots`
 # are the retrieved slot ids of every user.
 
@@ -719,7 +688,8 @@ ok = check(
 # %% [markdown]
 # <details><summary>Solution</summary>
 #
-# 8 / 1024 ≈ 0.78% and log 8 ≈ 2.08 nats:
+# `collapsed_fraction = 8 / 1024`, under one percent of the slots, and `collapsed_entropy = math.log(8)`,
+# about 2.08 nats:
 # `usage(torch.arange(8).repeat(943, 1), 1024)[1:]`.
 # </details>
 #

@@ -1,5 +1,5 @@
 # %% [markdown]
-# # 6. Inspecting interests: a trained ELASTIC model, one user at a time
+# # 07 · Inspecting interests: a trained ELASTIC model, one user at a time
 #
 # The earlier notebooks built ELASTIC's parts and trained it. Here we open a trained model and *look*:
 # which memory slots does a user's history retrieve, what does each retrieved expert read, which
@@ -15,10 +15,11 @@
 # 3. change the number k of experts retrieved *at inference* and say what it changes;
 # 4. measure, live, how SASRec's and ELASTIC's latency and memory grow with the history length N.
 #
-# **Assumes.** What ELASTIC does (notebooks 1-5, or `../shared/ELASTIC.md`): a product-key memory
+# **Assumes.** What ELASTIC does (notebooks 01 to 04, or `docs/DESIGN.md`): a product-key memory
 # retrieves k experts per user, and linear dispatcher attention lets the experts read the history
 # (aggregate) and every position read the experts (dispatch). Run it in JupyterLab: the widgets need
-# a live kernel (a saved copy of this notebook shows no widgets; that keeps the file small).
+# a live kernel. A saved copy of this notebook stores no widget state (that keeps the file small);
+# instead it shows a screenshot of the inspector and a static copy of the explorer's plot.
 #
 # **Paper or our decision?** The paper (arXiv 2408.09380, abstract only) states that ELASTIC
 # retrieves a fixed number k of interest experts from a large memory and compresses the history with
@@ -26,36 +27,20 @@
 # a slot through its nearest items, changing k at inference, is **our decision** on how to look
 # inside the model; none of it comes from the paper.
 
-# %%
-import statistics
-
-import numpy as np
-import torch
-
-from elastic_edu import choose_device
-from elastic_edu.bench import loglog_slope
-from elastic_edu.data import leave_one_out, pad_left
-from elastic_edu.device import describe_device
-from elastic_edu.experiment import default_configs
-from elastic_edu.metrics import evaluate
-from elastic_edu.models import Popularity, build_model
-from elastic_edu.paths import data_dir
-from elastic_edu.train import fit, load_checkpoint, seed_everything
-from elastic_edu.tutorial import check, quick_mode, tutorial_data
-from elastic_edu.widgets import ComplexityExplorer, InterestInspector, inspect_history
-
 # %% [markdown]
 # ## Parameters
 #
-# Every knob and the seed. `ELASTIC_EDU_QUICK=1` (what CI sets) trains a small model for a few
-# epochs so that the whole notebook runs in about a minute on a 2-core CPU; the interests of such a
-# model are still blurry. Without it the model is larger and trains to early stopping (minutes).
+# Every knob and the seed; the cell ends with `setup_notebook(SEED)` (threads, seeds, device,
+# figures: see notebook 00). `ELASTIC_EDU_QUICK=1` (what CI sets, and what the saved outputs show)
+# trains a small model for a few epochs so that the whole notebook runs in about a minute on a
+# 2-core CPU: a demonstration whose interests are still blurry. Without it the model is larger
+# and trains to early stopping (minutes).
 
 # %%
-QUICK = quick_mode()
+from elastic_edu.tutorial import quick_mode, setup_notebook
+
+QUICK = quick_mode()  # CI quick mode, switched on by ELASTIC_EDU_QUICK=1
 SEED = 0
-device = choose_device()  # chosen once: cuda > mps > cpu
-THREADS = 1 if QUICK else None  # CI runs two notebooks at once on 2 cores: one thread each
 
 MODEL = dict(
     max_len=50,
@@ -83,8 +68,26 @@ TIMED_CHANGES = 5  # programmatic control changes timed per control
 LENGTHS = [64, 128, 256, 512, 1024] if QUICK else [64, 128, 256, 512, 1024, 2048]
 MEASURE_AT = [64, 256, 1024]  # N measured before the explorer is shown
 
-if THREADS:
-    torch.set_num_threads(THREADS)
+setup = setup_notebook(SEED)  # threads, seeds, device, figures; prints what it chose
+device = setup.device
+
+# %%
+import statistics
+
+import numpy as np
+import plotly.graph_objects as go
+import torch  # noqa: F401 - the exercises' solutions use it
+
+from elastic_edu import viz
+from elastic_edu.data import leave_one_out, pad_left
+from elastic_edu.device import describe_device
+from elastic_edu.experiment import default_configs
+from elastic_edu.metrics import evaluate
+from elastic_edu.models import Popularity, build_model
+from elastic_edu.paths import data_dir
+from elastic_edu.train import fit, load_checkpoint, seed_everything
+from elastic_edu.tutorial import check, tutorial_data
+from elastic_edu.widgets import ComplexityExplorer, InterestInspector, inspect_history
 
 # %% [markdown]
 # ## Data and a trained model
@@ -110,7 +113,7 @@ model_config, train_config = default_configs(
     "elastic", data.num_items, seed=SEED, device=str(device), **MODEL, **TRAIN
 )
 mode = "quick" if QUICK else "full"
-checkpoint = data_dir() / "checkpoints" / f"06_elastic_{data.name}_{mode}_seed{SEED}.pt"
+checkpoint = data_dir() / "checkpoints" / f"07_elastic_{data.name}_{mode}_seed{SEED}.pt"
 model = None
 if USE_CHECKPOINT and checkpoint.exists():
     try:
@@ -154,6 +157,14 @@ assert np.isfinite(ndcg)
 # %%
 inspector = InterestInspector(model, data, split, max_k=MAX_K)
 inspector
+
+# %% [markdown]
+# A saved copy of this notebook shows no live widget above (it stores no widget state). This is
+# the inspector as it renders in JupyterLab, on the quick-mode model, after choosing another user
+# in the dropdown: a screenshot taken by the browser test (`tests/browser/test_lab.py`) and copied
+# to `docs/images/` by `scripts/make_readme_images.py`.
+#
+# ![The interest inspector in JupyterLab: controls, history and recommendations, retrieved slots, what each expert reads, and the expert assignment strip with its colour legend](../docs/images/inspector.png)
 
 # %% [markdown]
 # ## 2. Does it keep up? Timing a control change
@@ -217,8 +228,9 @@ for k in [1, 2, model_config.experts // 2, model_config.experts, 2 * model_confi
 # %% [markdown]
 # ## 4. The complexity explorer
 #
-# **paper**: self-attention costs O(N²) time and memory in the history length N; ELASTIC's linear
-# dispatcher attention costs O(N·k). The explorer builds two small models (SASRec with the naive
+# **paper**: self-attention costs O(N²) time and memory in the history length N, and ELASTIC's
+# linear dispatcher attention is linear in N. **Ours** (`docs/DESIGN.md`): with k experts our layer
+# costs O(N·k) per layer, and the explorer is our way to watch both. It builds two small models (SASRec with the naive
 # attention that materialises the N×N map, and ELASTIC with k = 16 experts), runs one inference
 # forward pass at the N you pick with the slider, and adds the point to the plot: latency (median of
 # a few runs) and **peak tensor memory**, the high-water mark of the bytes held by the tensors the
@@ -229,8 +241,17 @@ for k in [1, 2, model_config.experts // 2, model_config.experts, 2 * model_confi
 # %%
 explorer = ComplexityExplorer(lengths=LENGTHS)
 for n in MEASURE_AT:
-    explorer.measure(n)
+    explorer.measure(n)  # the slider moves along: it shows the last N measured
 explorer
+
+# %% [markdown]
+# The explorer's plot is a live widget, which a saved notebook does not store. The same figure as a
+# plain plotly figure, with the points measured so far, is saved with the notebook (interactive
+# and as a PNG):
+
+# %%
+print(explorer.status.value)
+go.Figure(explorer.fig)
 
 
 # %% [markdown]
@@ -242,7 +263,7 @@ explorer
 # %%
 def slopes(metric):  # log-log slope of `metric` against N, per model
     return {
-        name: loglog_slope([p["n"] for p in pts], [p[metric] for p in pts])
+        name: viz.loglog_slope([p["n"] for p in pts], [p[metric] for p in pts])
         for name, pts in explorer.points.items()
     }
 
