@@ -181,12 +181,15 @@ def length_histogram(lengths, nbins: int = 50, title: str = "History lengths") -
 
 
 def popularity_curve(counts, title: str = "Item popularity") -> go.Figure:
-    """Interactions per item against popularity rank, log-log; the head's share in the title."""
+    """Interactions per item against popularity rank, log-log; the head's share in the title,
+    the fitted log-log slope of the curve (a Zipf exponent, over all ranks) in the legend."""
     c = np.sort(_np(counts).astype(float))[::-1]
     c = c[c > 0]
     top = max(1, math.ceil(0.1 * len(c)))
     share = c[:top].sum() / max(c.sum(), 1.0)
-    fig = go.Figure(go.Scatter(x=np.arange(1, len(c) + 1), y=c, mode="lines", name="items"))
+    ranks = np.arange(1, len(c) + 1)
+    name = with_slope("items", loglog_slope(ranks, c))
+    fig = go.Figure(go.Scatter(x=ranks, y=c, mode="lines", name=name, showlegend=True))
     _layout(fig, f"{title}: the top 10% of items hold {share:.0%} of interactions",
             "popularity rank", "interactions")  # fmt: skip
     fig.update_xaxes(**log_ticks([1, len(c)]))
