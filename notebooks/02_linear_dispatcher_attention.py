@@ -31,7 +31,7 @@
 # ## Parameters
 # Every knob and the seed; the cell ends with `setup_notebook(SEED)` (threads, seeds, device,
 # figures: see notebook 00). `QUICK` (`ELASTIC_EDU_QUICK=1`) shrinks the histories and the
-# training runs so that CI runs this notebook in about a minute on a 2-core CPU; the saved outputs
+# training runs so that CI runs this notebook in under a minute on a 2-core CPU; the saved outputs
 # are such a quick run, a demonstration of each effect rather than a measurement of its size.
 
 # %%

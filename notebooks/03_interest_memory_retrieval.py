@@ -32,7 +32,7 @@
 # Every knob of this notebook, and the seed, live in the next cell, which ends with
 # `setup_notebook(SEED)` (threads, seeds, device, figures: see notebook 00). `ELASTIC_EDU_QUICK=1`
 # (what CI sets, and what the saved outputs show) picks a small model and a short training run so
-# that the notebook runs in about a minute on a 2-core CPU: a demonstration, not a result.
+# that the notebook runs in under a minute on a 2-core CPU: a demonstration, not a result.
 
 # %%
 from elastic_edu.tutorial import quick_mode, setup_notebook

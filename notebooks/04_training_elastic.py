@@ -39,7 +39,7 @@
 # figures: see notebook 00). Two modes:
 #
 # * **quick** (`ELASTIC_EDU_QUICK=1`, what CI runs and what the saved outputs show): small models,
-#   three epochs, about 15 s each on a CPU. Its numbers are a **demonstration** that the pipeline
+#   three epochs, seconds each on a CPU. Its numbers are a **demonstration** that the pipeline
 #   works; they are far below what these models reach and are never the reported result.
 # * **full** (no variable set): the settings of the reported table, i.e. the command line's
 #   defaults (`elastic_edu.config`) with a training budget of 1.2 minutes per model, as

@@ -37,8 +37,9 @@
 #
 # Every knob and the seed; the cell ends with `setup_notebook(SEED)` (threads, seeds, device,
 # figures: see notebook 00). Quick mode (`ELASTIC_EDU_QUICK=1`, what CI sets and what the saved
-# outputs show) keeps the live benchmark of section 4 to three short lengths (about 25 s on a
-# 2-core CPU); without it the live run goes to N = 4096 and includes a training step. The
+# outputs show) keeps the live benchmark of section 4 to three short lengths and inference only
+# (seconds on a 2-core CPU); without it the live run goes to N = 4096 and includes a training
+# step. The
 # measurements this notebook reports are the committed files of section 2, not the live run.
 
 # %%

@@ -32,7 +32,7 @@
 #
 # Every knob and the seed; the cell ends with `setup_notebook(SEED)` (threads, seeds, device,
 # figures: see notebook 00). `ELASTIC_EDU_QUICK=1` (what CI sets, and what the saved outputs show)
-# trains a small model for a few epochs so that the whole notebook runs in about a minute on a
+# trains a small model for a few epochs so that the whole notebook runs in under a minute on a
 # 2-core CPU: a demonstration whose interests are still blurry. Without it the model is larger
 # and trains to early stopping (minutes).
 
