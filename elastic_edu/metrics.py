@@ -195,3 +195,55 @@ def recommend(
         k = left
     top = scores.topk(int(k))
     return [(int(i), float(s)) for i, s in zip(top.indices.tolist(), top.values.tolist())]
+
+
+@torch.no_grad()
+def rank_targets_sampled(
+    model, eval_set: EvalSet, num_negatives: int = 100, *, seed: int = 0, batch_size: int = 256
+) -> np.ndarray:
+    """The rank of every target among itself and `num_negatives` sampled items (1 = best).
+
+    Only for showing what sampled metrics do (SASRec's paper ranks the target against 100
+    negatives); this repository reports full ranking (`rank_targets`). Negatives are drawn
+    uniformly without replacement from the items that are neither the target nor in the user's
+    history, with `seed`: every model evaluated with the same seed meets the same negatives.
+    Ties count against the model, as in full ranking.
+    """
+    num_items = model.item_repr().shape[0] - 1
+    rng = np.random.default_rng(seed)
+    everything = np.arange(1, num_items + 1)
+    negatives = []
+    for history, target in zip(eval_set.histories, eval_set.targets):
+        allowed = np.setdiff1d(everything, np.append(history, target), assume_unique=False)
+        if len(allowed) < num_negatives:
+            raise ValueError(
+                f"num_negatives={num_negatives}: a user has only {len(allowed)} unseen items"
+            )
+        negatives.append(rng.choice(allowed, size=num_negatives, replace=False))
+    negatives = np.stack(negatives)  # (users, negatives)
+    was_training = model.training
+    model.eval()
+    ranks = []
+    try:
+        for start in range(0, len(eval_set), batch_size):
+            hist = eval_set.histories[start : start + batch_size]
+            items = pad_left(hist, _max_len(model)).to(model.device)
+            scores = model.score(items).float()  # (b, i)
+            targets = torch.as_tensor(eval_set.targets[start : start + batch_size])
+            negs = torch.as_tensor(negatives[start : start + batch_size])
+            target_score = scores.gather(1, targets[:, None].to(scores.device))  # (b, 1)
+            neg_scores = scores.gather(1, negs.to(scores.device))  # (b, negatives)
+            ranks.append((1 + (neg_scores >= target_score).sum(dim=1)).cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(ranks).numpy()
+
+
+def evaluate_sampled(
+    model, eval_set: EvalSet, num_negatives: int = 100, *, seed: int = 0, ks=KS
+) -> dict[str, float]:
+    """HR/NDCG/MRR at `ks` with each target ranked against `num_negatives` sampled items.
+
+    See `rank_targets_sampled`; compare with `evaluate` (full ranking) on the same model.
+    """
+    return metrics_from_ranks(rank_targets_sampled(model, eval_set, num_negatives, seed=seed), ks)

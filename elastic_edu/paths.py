@@ -43,8 +43,8 @@ def data_dir() -> Path:
 def atomic_search_path() -> list[Path]:
     """Folders that may hold RecBole atomic data set folders, in search order.
 
-    ``$ELASTIC_EDU_ATOMIC`` entries first, then ``<repo>/../shared/data`` when it exists (the
-    offline copy used by tests and benchmarks), then the download cache.
+    ``$ELASTIC_EDU_ATOMIC`` entries first, then a ``shared/data`` folder beside the repository
+    when it exists (the offline copy used by CI's tests and benchmarks), then the download cache.
     """
     folders = [Path(p).expanduser() for p in os.environ.get(ATOMIC_ENV, "").split(os.pathsep) if p]
     root = repo_root()

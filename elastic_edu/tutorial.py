@@ -1,28 +1,148 @@
-"""Helpers the notebooks share: the CI quick-mode switch, the data choice, a set-up report.
+"""Helpers the notebooks share: set-up, the quick-mode switch, the data choice, exercise checks.
 
-Set ``ELASTIC_EDU_QUICK=1`` to run every notebook in its quick mode (small models, few epochs:
-what CI runs on a 2-core CPU). Without it, the notebooks train to the reported numbers.
+Every notebook's first code cell calls `setup_notebook(seed)`: it pins torch to one thread in
+quick mode, seeds python, numpy and torch, chooses the device once, and makes every plotly figure
+carry a static PNG beside its interactive JSON (`static_figures`), so that GitHub, nbviewer and
+``nbconvert --to html`` show the figures of a saved notebook.
+
+Environment switches:
+
+- ``ELASTIC_EDU_QUICK=1``: the notebooks' quick mode (small models, few epochs: what CI runs on a
+  2-core CPU and what the committed outputs show). Quick-mode numbers are demonstrations; the
+  reported results come from the files in ``results/`` (see ``docs/DESIGN.md``).
+- ``ELASTIC_EDU_FIGURE_PNG``: ``1`` always adds the PNG (fails loudly without a Chromium browser
+  for kaleido), ``0`` never (CI's nbval run, which compares no images); unset: add it when kaleido
+  finds a browser (``BROWSER_PATH`` or a Chromium/Chrome on ``PATH``).
 """
 
 from __future__ import annotations
 
 import os
 import platform
+import random
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import torch
 
 from elastic_edu.data import describe_source, load_sequences
 from elastic_edu.data.movielens import movielens_ready
 from elastic_edu.data.sequences import SequenceData
 from elastic_edu.device import choose_device, describe_device
-from elastic_edu.paths import data_dir, find_atomic
+from elastic_edu.paths import data_dir, find_atomic, repo_root
 
 QUICK_ENV = "ELASTIC_EDU_QUICK"
+PNG_ENV = "ELASTIC_EDU_FIGURE_PNG"
+# the static image beside each figure: plotly's default size (px), scale 1 keeps notebooks small
+PNG_WIDTH, PNG_HEIGHT, PNG_SCALE = 800, 450, 1
+
+
+def _flag(name: str) -> bool | None:
+    """True for 1/true/yes/on, False for 0/false/no/off, None when unset or empty."""
+    value = os.environ.get(name, "").strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    return None
 
 
 def quick_mode() -> bool:
     """True when ``ELASTIC_EDU_QUICK`` is set to 1/true/yes (CI's switch)."""
-    return os.environ.get(QUICK_ENV, "").strip().lower() in ("1", "true", "yes")
+    return bool(_flag(QUICK_ENV))
+
+
+def find_browser() -> str | None:
+    """The Chromium-based browser kaleido would use for image export, or None (never downloads)."""
+    try:
+        from choreographer.browsers.chromium import Chromium
+    except ImportError:
+        return None
+    try:
+        return Chromium.find_browser(skip_local=False)
+    except Exception:  # noqa: BLE001 - a broken install means "no browser", not a crash
+        return None
+
+
+def static_figures(enabled: bool | None = None) -> str:
+    """Set plotly's renderer for this kernel and return its name.
+
+    With a PNG (`enabled` True, or None and ``ELASTIC_EDU_FIGURE_PNG`` not 0 and a browser found):
+    ``"plotly_mimetype+png"``, so every displayed figure stores both its interactive JSON and a
+    static PNG (``PNG_WIDTH`` x ``PNG_HEIGHT`` unless the figure sets its size). One headless
+    browser is kept open for the kernel (kaleido's sync server), so a PNG costs about 0.1 s
+    instead of a browser start per figure. Without: ``"plotly_mimetype"`` (JSON only).
+    """
+    import plotly.io as pio
+
+    if enabled is None:
+        enabled = _flag(PNG_ENV)
+    if enabled is None:
+        enabled = find_browser() is not None
+    if not enabled:
+        pio.renderers.default = "plotly_mimetype"
+        return pio.renderers.default
+    if find_browser() is None:
+        raise RuntimeError(
+            f"{PNG_ENV}=1 but kaleido finds no Chromium or Chrome: install one (Debian: "
+            "apt-get install chromium; or set BROWSER_PATH), or set "
+            f"{PNG_ENV}=0 for interactive figures only"
+        )
+    import kaleido
+
+    png = pio.renderers["png"]
+    png.width = png.height = None  # a figure's own layout size wins, else the defaults below
+    png.scale = PNG_SCALE
+    pio.defaults.default_width, pio.defaults.default_height = PNG_WIDTH, PNG_HEIGHT
+    # the server ignores plotly's per-call options (only an HTTP header); say so once, not per PNG
+    warnings.filterwarnings("ignore", message="The kopts argument is ignored", category=UserWarning)
+    kaleido.start_sync_server(mathjax=False, silence_warnings=True)  # no MathJax download
+    pio.renderers.default = "plotly_mimetype+png"
+    return pio.renderers.default
+
+
+@dataclass(frozen=True)
+class NotebookSetup:
+    """What `setup_notebook` chose: quick mode, seed, torch threads, device, plotly renderer."""
+
+    quick: bool
+    seed: int
+    threads: int
+    device: torch.device
+    renderer: str
+
+
+def setup_notebook(seed: int = 0, *, threads: int | None = None) -> NotebookSetup:
+    """The first code cell of every notebook: threads, seeds, device and figures, in one call.
+
+    threads: torch CPU threads; default one in quick mode (CI runs two notebooks at once on
+    two cores), else torch's default. Seeds python, numpy and torch with `seed`. Chooses the
+    device once (`choose_device`: cuda > mps > cpu) and the plotly renderer (`static_figures`).
+    Prints one line saying what it chose and, in quick mode, that the run is a demonstration.
+    """
+    quick = quick_mode()
+    if threads is None and quick:
+        threads = 1
+    if threads:
+        torch.set_num_threads(threads)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    device = choose_device()
+    renderer = static_figures()
+    figures = "interactive + PNG" if "png" in renderer else "interactive only"
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), device {device} "
+        f"({describe_device(device)}), seed {seed}, figures: {figures}"
+    )
+    if quick:
+        print(
+            f"quick mode ({QUICK_ENV}=1): small models and short runs, a demonstration of the "
+            "method; reported results come from results/ (named where quoted)"
+        )
+    return NotebookSetup(quick, seed, torch.get_num_threads(), device, renderer)
 
 
 def movielens_available(name: str = "ml-100k") -> bool:
@@ -37,7 +157,7 @@ def tutorial_data(name: str = "ml-100k", download: bool = False, **synthetic) ->
     """
     if download or movielens_available(name):
         data = load_sequences(name, download=download)
-        print(f"Using {describe_source(name)}")
+        print(f"Using {portable(describe_source(name), name)}")
     else:
         data = load_sequences("synthetic", **synthetic)
         print(
@@ -45,6 +165,22 @@ def tutorial_data(name: str = "ml-100k", download: bool = False, **synthetic) ->
             f"instead (call tutorial_data(download=True) to fetch MovieLens from GroupLens)."
         )
     return data
+
+
+def portable(text: str, name: str) -> str:
+    """`text` without this machine's folders: the repository becomes ``<repo>``, a folder on the
+    atomic search path ``<atomic search path>`` (`elastic_edu.paths.atomic_search_path`), the home
+    folder ``~``. Saved notebook outputs then say where data came from without naming a machine."""
+    folder = find_atomic(name)
+    root = repo_root()
+    for path, label in (
+        (folder.parent if folder is not None else None, "<atomic search path>"),
+        (root, "<repo>"),
+        (Path.home(), "~"),
+    ):
+        if path is not None and str(path) not in ("", "/"):
+            text = text.replace(str(path), label)
+    return text
 
 
 def setup_report() -> dict:

@@ -1,13 +1,17 @@
 """Plotly figures for the notebooks, widgets and README: plain arrays and dicts in, `go.Figure` out.
 
 Functions never take a model and never call ``fig.show()``; tensors are accepted and converted
-with ``.detach().cpu()``. Every figure uses `TEMPLATE`, a title and axis labels with units.
+with ``.detach().cpu()``. Every figure uses `TEMPLATE`, a title and axis labels with units, and
+human names (`display_name`) for the keys of results files in its titles and legends. Log-log
+figures carry each line's fitted slope in its legend entry and spell out every tick label
+(`log_ticks`: 0.5 reads "0.5", not "5").
 
 - `complexity_figure`: the bench JSON (`elastic_edu.bench`) as log-log latency or memory against
   history length N, with each model's FLOP curve dashed beside its measured points.
+- `loglog_figure`: any named (x, y) series on log-log axes, slopes in the legend.
 - data: `length_histogram`, `popularity_curve`; training: `training_curves`, `bar_table`;
-  inside a model: `attention_heatmap`, `expert_heatmap`, `assignment_strip`, `slot_usage`;
-  synthetic studies: `long_context_figure` (test HR@1 per model and recall distance).
+  inside a model: `attention_heatmap`, `expert_heatmap`, `assignment_strip` (with a colour
+  legend), `slot_usage`; synthetic studies: `long_context_figure` (test HR@1 per model).
 """
 
 from __future__ import annotations
@@ -19,10 +23,19 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
+from elastic_edu.plotstyle import (
+    display_name,
+    length_ticks,
+    log_ticks,
+    loglog_slope,
+    with_slope,
+)
+
 TEMPLATE = "plotly_white"
 PALETTE = qualitative.Plotly + qualitative.D3
 FLOP_KEY, FAILED_KEY = "FLOPs, scaled at the smallest N", "out of memory / time"
 METRICS = {"latency_ms": ("latency", "ms"), "peak_mb": ("peak memory", "MB")}
+SLOPE_FROM = 2048  # slopes over the long end, as `elastic_edu.bench_report.summarise` fits them
 
 
 def _np(x) -> np.ndarray:
@@ -38,14 +51,20 @@ def _layout(fig: go.Figure, title: str, x: str, y: str, **kw) -> go.Figure:
 
 
 def complexity_figure(
-    bench: dict, metric: str = "latency_ms", mode: str = "inference", flops: bool = True
+    bench: dict,
+    metric: str = "latency_ms",
+    mode: str = "inference",
+    flops: bool = True,
+    slope_from: int | None = SLOPE_FROM,
 ) -> go.Figure:
     """Log-log `metric` ("latency_ms" or "peak_mb") against N for every model of one `mode`.
 
-    Solid lines: measured ok points. Dashed (same colour, same axis): the model's FLOPs scaled
-    so that they equal its measurement at its smallest measured N, so the slopes compare
-    directly. Crosses: points that ran out of memory or time, drawn where the FLOP curve
-    projects them from the model's largest measured N (their value was never measured).
+    Solid lines: measured ok points, each legend entry with its log-log slope over
+    N >= `slope_from` (all points when fewer than two reach it). Dashed (same colour, same
+    axis): the model's FLOPs scaled so that they equal its measurement at its smallest measured
+    N, so the slopes compare directly. Crosses: points that ran out of memory or time, drawn
+    where the FLOP curve projects them from the model's largest measured N (never measured).
+    Traces are named for readers (`display_name`); ``legendgroup`` keeps the file's label.
     """
     if metric not in METRICS:
         raise ValueError(f"metric={metric!r}: choose one of {sorted(METRICS)}")
@@ -57,30 +76,33 @@ def complexity_figure(
         color = PALETTE[i % len(PALETTE)]
         pts = sorted((p for p in points if p["model"] == label), key=lambda p: p["n"])
         ok = [p for p in pts if p["status"] == "ok" and (p.get(metric) or 0) > 0]
+        shown = display_name(label)
+        slope = loglog_slope([p["n"] for p in ok], [p[metric] for p in ok], slope_from)
         fig.add_trace(go.Scatter(
-            x=[p["n"] for p in ok], y=[p[metric] for p in ok], name=label, legendgroup=label,
+            x=[p["n"] for p in ok], y=[p[metric] for p in ok], name=with_slope(shown, slope),
+            legendgroup=label,
             mode="lines+markers", line={"color": color},
-            hovertemplate=f"{label}<br>N=%{{x}}<br>%{{y:.3g}} {unit}<extra></extra>",
+            hovertemplate=f"{shown}<br>N=%{{x}}<br>%{{y:.3g}} {unit}<extra></extra>",
         ))  # fmt: skip
         counted = [p for p in pts if p.get("flops")]
         scale = ok[0][metric] / ok[0]["flops"] if ok and ok[0].get("flops") else None
         if flops and scale and counted:
             fig.add_trace(go.Scatter(
                 x=[p["n"] for p in counted], y=[p["flops"] * scale for p in counted],
-                name=f"{label} FLOPs", legendgroup=label, showlegend=False, mode="lines",
+                name=f"{shown} FLOPs", legendgroup=label, showlegend=False, mode="lines",
                 line={"color": color, "dash": "dash", "width": 1},
                 customdata=[p["flops"] for p in counted],
-                hovertemplate=f"{label}<br>N=%{{x}}<br>%{{customdata:.3g}} FLOP<extra></extra>",
+                hovertemplate=f"{shown}<br>N=%{{x}}<br>%{{customdata:.3g}} FLOP<extra></extra>",
             ))  # fmt: skip
         failed = [p for p in pts if p["status"] != "ok"]
         if failed:
             last = ok[-1] if ok else None
             fig.add_trace(go.Scatter(
                 x=[p["n"] for p in failed], y=[_project(last, p, metric) for p in failed],
-                name=f"{label} failed", legendgroup=label, showlegend=False, mode="markers",
+                name=f"{shown} failed", legendgroup=label, showlegend=False, mode="markers",
                 marker={"color": color, "symbol": "x-open", "size": 11},
                 text=[p["status"] for p in failed],
-                hovertemplate=f"{label}<br>N=%{{x}}: %{{text}} (FLOP-projected)<extra></extra>",
+                hovertemplate=f"{shown}<br>N=%{{x}}: %{{text}} (FLOP-projected)<extra></extra>",
             ))  # fmt: skip
     if flops:  # legend keys for the dashed curves and the crosses
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=FLOP_KEY,
@@ -90,11 +112,54 @@ def complexity_figure(
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=FAILED_KEY, marker=cross))
     s = bench.get("settings", {})
     where = bench.get("device_name") or bench.get("device", "")
-    title = (f"{name.capitalize()} against history length, {mode} "
+    step = "inference" if mode == "inference" else "training step"
+    title = (f"{name.capitalize()} against history length, {step} "
              f"({where}, batch {s.get('batch', '?')}, {s.get('dtype', '')})")  # fmt: skip
+    if slope_from:
+        title += (
+            f"<br><sup>legend: log-log slope over N ≥ {slope_from:,} (1 linear, 2 quadratic)</sup>"
+        )
     _layout(fig, title, "history length N (items)", f"{name} ({unit})")
-    fig.update_xaxes(type="log")
-    fig.update_yaxes(type="log")
+    ys = [y for tr in fig.data for y in (tr.y or ()) if y is not None]
+    fig.update_xaxes(**length_ticks(p["n"] for p in points))
+    fig.update_yaxes(**log_ticks(ys))
+    return fig
+
+
+def loglog_figure(
+    series: dict[str, tuple],
+    title: str,
+    x_title: str,
+    y_title: str,
+    *,
+    dashed: set[str] | frozenset = frozenset(),
+    markers: set[str] | frozenset = frozenset(),
+    colors: dict[str, int] | None = None,
+    slope_from: float | None = None,
+) -> go.Figure:
+    """Named (x, y) series on log-log axes, each legend entry with its fitted slope.
+
+    dashed: names drawn as dashed lines (a formula beside a measurement); markers: names drawn
+    as open markers only (measured points); colors: name -> palette index (default: the series'
+    position), to pair a formula with its measurement. Slopes over x >= `slope_from` (default:
+    all points).
+    """
+    fig = go.Figure()
+    for i, (label, (x, y)) in enumerate(series.items()):
+        x, y = _np(x).astype(float), _np(y).astype(float)
+        color = PALETTE[(colors or {}).get(label, i) % len(PALETTE)]
+        style = {"mode": "lines+markers", "line": {"color": color}}
+        if label in dashed:
+            style = {"mode": "lines", "line": {"color": color, "dash": "dash"}}
+        if label in markers:
+            style = {"mode": "markers",
+                     "marker": {"size": 10, "symbol": "circle-open", "color": color}}  # fmt: skip
+        fig.add_trace(go.Scatter(x=x, y=y, name=with_slope(label, loglog_slope(x, y, slope_from)),
+                                 legendgroup=label, **style))  # fmt: skip
+    _layout(fig, title, x_title, y_title)
+    xs = [v for tr in fig.data for v in tr.x]
+    fig.update_xaxes(**log_ticks(xs))
+    fig.update_yaxes(**log_ticks([v for tr in fig.data for v in tr.y]))
     return fig
 
 
@@ -116,16 +181,19 @@ def length_histogram(lengths, nbins: int = 50, title: str = "History lengths") -
 
 
 def popularity_curve(counts, title: str = "Item popularity") -> go.Figure:
-    """Interactions per item against popularity rank, log-log; the head's share in the title."""
+    """Interactions per item against popularity rank, log-log; the head's share in the title,
+    the fitted log-log slope of the curve (a Zipf exponent, over all ranks) in the legend."""
     c = np.sort(_np(counts).astype(float))[::-1]
     c = c[c > 0]
     top = max(1, math.ceil(0.1 * len(c)))
     share = c[:top].sum() / max(c.sum(), 1.0)
-    fig = go.Figure(go.Scatter(x=np.arange(1, len(c) + 1), y=c, mode="lines", name="items"))
+    ranks = np.arange(1, len(c) + 1)
+    name = with_slope("items", loglog_slope(ranks, c))
+    fig = go.Figure(go.Scatter(x=ranks, y=c, mode="lines", name=name, showlegend=True))
     _layout(fig, f"{title}: the top 10% of items hold {share:.0%} of interactions",
             "popularity rank", "interactions")  # fmt: skip
-    fig.update_xaxes(type="log")
-    fig.update_yaxes(type="log")
+    fig.update_xaxes(**log_ticks([1, len(c)]))
+    fig.update_yaxes(**log_ticks(c))
     return fig
 
 
@@ -138,19 +206,23 @@ def training_curves(
     rows without the metric (epochs without validation) are skipped.
     """
     cols = 2 if loss else 1
-    fig = make_subplots(rows=1, cols=cols, subplot_titles=[metric, loss][:cols])
+    names = [display_name(metric), display_name(loss) if loss else None][:cols]
+    fig = make_subplots(rows=1, cols=cols, subplot_titles=names)
     for i, (label, rows) in enumerate(histories.items()):
         color = PALETTE[i % len(PALETTE)]
         for col, key in enumerate([metric, loss][:cols], start=1):
             have = [(r.get("epoch", j), r[key]) for j, r in enumerate(rows) if key in r]
             fig.add_trace(go.Scatter(
-                x=[e for e, _ in have], y=[v for _, v in have], name=label, legendgroup=label,
-                showlegend=col == 1, mode="lines+markers", line={"color": color},
+                x=[e for e, _ in have], y=[v for _, v in have], name=display_name(label),
+                legendgroup=label, showlegend=col == 1, mode="lines+markers",
+                line={"color": color},
             ), row=1, col=col)  # fmt: skip
             fig.update_xaxes(title_text="epoch", row=1, col=col)
-    fig.update_yaxes(title_text=metric, row=1, col=1)
+    epochs = [r.get("epoch", j) for rows in histories.values() for j, r in enumerate(rows)]
+    fig.update_xaxes(tick0=1, dtick=max(1, math.ceil(max(epochs, default=1) / 10)))  # whole epochs
+    fig.update_yaxes(title_text=names[0], row=1, col=1)
     if loss:
-        fig.update_yaxes(title_text=f"{loss} (cross-entropy, nats)", row=1, col=2)
+        fig.update_yaxes(title_text=f"{names[1]} (cross-entropy, nats)", row=1, col=2)
     return fig.update_layout(template=TEMPLATE, title="Training curves")
 
 
@@ -166,8 +238,8 @@ def bar_table(
     for i, (label, values) in enumerate(rows.items()):
         err = [errors[label].get(m) for m in metrics] if errors and label in errors else None
         fig.add_trace(go.Bar(
-            x=metrics, y=[values.get(m) for m in metrics], name=label,
-            marker_color=PALETTE[i % len(PALETTE)],
+            x=metrics, y=[values.get(m) for m in metrics], name=display_name(label),
+            legendgroup=label, marker_color=PALETTE[i % len(PALETTE)],
             error_y={"type": "data", "array": err} if err else None,
         ))  # fmt: skip
     return _layout(fig, title, "metric", "value", barmode="group")
@@ -221,12 +293,15 @@ def assignment_strip(
 ) -> go.Figure:
     """(n,) expert per position (argmax of dispatch weights); optionally planted labels below.
 
-    labels: names of the experts (hover); planted (n,): ground-truth interest per position.
+    labels: names of the experts; planted (n,): ground-truth interest per position. The first
+    traces are the strips (one heatmap per row, in row order); a legend below the figure names
+    the colour of every expert (and planted interest) that occurs, one legend group per row.
     """
     rows = [("expert", _np(assign).astype(int), labels)]
     if planted is not None:
-        rows.append(("planted", _np(planted).astype(int), planted_labels))
+        rows.append(("planted interest", _np(planted).astype(int), planted_labels))
     fig = make_subplots(rows=len(rows), cols=1, shared_xaxes=True, vertical_spacing=0.08)
+    keys = []
     for r, (name, values, names) in enumerate(rows, start=1):
         k = int(values.max()) + 1 if values.size else 1
         text = [[str(names[v]) if names is not None else str(v) for v in values]]
@@ -235,8 +310,25 @@ def assignment_strip(
             showscale=False, text=text, name=name,
             hovertemplate=f"position %{{x}}: {name} %{{text}}<extra></extra>",
         ), row=r, col=1)  # fmt: skip
+        for v in sorted(set(values.tolist())):
+            label = str(names[v]) if names is not None else f"{name} {v}"
+            keys.append(go.Scatter(
+                x=[None], y=[None], mode="markers", name=label, legendgroup=name,
+                showlegend=True,
+                marker={"symbol": "square", "size": 12, "color": PALETTE[v % len(PALETTE)]},
+            ))  # fmt: skip
+    for key in keys:  # legend keys after every strip, so data[r] is row r's strip
+        fig.add_trace(key, row=1, col=1)
     fig.update_xaxes(title_text="history position (oldest left)", row=len(rows), col=1)
-    return fig.update_layout(template=TEMPLATE, title=title, height=160 + 70 * len(rows))
+    fig.update_xaxes(showgrid=False)
+    fig.update_yaxes(showgrid=False)
+    legend_rows = math.ceil(len(keys) / 5)  # a horizontal legend under the axis title
+    return fig.update_layout(
+        template=TEMPLATE, title=title, height=190 + 70 * len(rows) + 24 * legend_rows,
+        legend={"orientation": "h", "yref": "container", "yanchor": "bottom", "y": 0.01, "x": 0,
+                "traceorder": "normal"},
+        margin={"b": 70 + 24 * legend_rows},
+    )  # fmt: skip
 
 
 def slot_usage(counts, title: str = "Memory slot usage") -> go.Figure:
@@ -283,12 +375,13 @@ def long_context_figure(studies: list[dict], metric: str = "HR@1") -> go.Figure:
             if run is not None:
                 chance.add(run["chance_HR@1"])
         fig.add_trace(go.Bar(
-            x=groups, y=ys, name=model, text=texts, textposition="outside",
+            x=groups, y=ys, name=display_name(model), text=texts, textposition="outside",
             marker_color=PALETTE[i % len(PALETTE)],
         ))  # fmt: skip
     if metric == "HR@1" and len(chance) == 1:
         fig.add_hline(y=chance.pop(), line_dash="dash", line_color="gray", annotation_text="chance")
     return _layout(
-        fig, f"Long-range recall: test {metric}", "task", metric, barmode="group",
+        fig, f"Long-range recall: test {metric}", "task (distance from the key to its answer)",
+        f"test {metric}", barmode="group",
         yaxis_range=[0, 1.1],
     )  # fmt: skip

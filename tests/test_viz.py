@@ -30,24 +30,61 @@ def _names(fig: go.Figure) -> list[str]:
     return [t.name for t in fig.data]
 
 
+NAIVE, ELASTIC = "SASRec, naive attention", "ELASTIC (k = 32)"
+
+
 @pytest.mark.parametrize("metric", ["latency_ms", "peak_mb"])
 def test_complexity_figure(metric):
-    fig = viz.complexity_figure(_bench(), metric=metric)
+    fig = viz.complexity_figure(_bench(), metric=metric, slope_from=None)
     names = _names(fig)
-    for expected in ("sasrec-naive", "sasrec-naive FLOPs", "sasrec-naive failed", "elastic-k32",
-                     "elastic-k32 FLOPs", viz.FLOP_KEY, viz.FAILED_KEY):  # fmt: skip
-        assert expected in names
+    # human names; each measured line carries its log-log slope (n**2 and n in _bench)
+    for expected in (f"{NAIVE} (slope 2.00)", f"{NAIVE} FLOPs", f"{NAIVE} failed",
+                     f"{ELASTIC} (slope 1.00)", f"{ELASTIC} FLOPs", viz.FLOP_KEY,
+                     viz.FAILED_KEY):  # fmt: skip
+        assert expected in names, names
     assert fig.layout.xaxis.type == "log" and fig.layout.yaxis.type == "log"
     assert "(ms)" in fig.layout.yaxis.title.text or "(MB)" in fig.layout.yaxis.title.text
-    flop = fig.data[names.index("elastic-k32 FLOPs")]
-    measured = fig.data[names.index("elastic-k32")]
+    assert list(fig.layout.xaxis.tickvals) == [128, 256, 512, 1024]  # the measured N
+    flop = fig.data[names.index(f"{ELASTIC} FLOPs")]
+    measured = fig.data[names.index(f"{ELASTIC} (slope 1.00)")]
+    assert measured.legendgroup == "elastic-k32"  # the file's key stays reachable
     assert flop.y[0] == pytest.approx(measured.y[0])  # aligned at the smallest N
     assert flop.line.dash == "dash"
-    failed = fig.data[names.index("sasrec-naive failed")]
+    failed = fig.data[names.index(f"{NAIVE} failed")]
     assert list(failed.x) == [1024] and list(failed.text) == ["oom"]
-    last = fig.data[names.index("sasrec-naive")].y[-1]
+    last = fig.data[names.index(f"{NAIVE} (slope 2.00)")].y[-1]
     assert failed.y[0] == pytest.approx(last * 4)  # FLOP-projected: (1024 / 512)^2
-    assert "elastic-k32 FLOPs" not in _names(viz.complexity_figure(_bench(), flops=False))
+    assert f"{ELASTIC} FLOPs" not in _names(viz.complexity_figure(_bench(), flops=False))
+    # slopes over the long end only: N >= 256 leaves three points of each line
+    assert "slope over N ≥ 256" in viz.complexity_figure(_bench(), slope_from=256).layout.title.text
+
+
+def test_display_names_for_results_keys():
+    assert viz.display_name("elastic-k16") == "ELASTIC (k = 16)"
+    assert viz.display_name("lda-k32") == "LDA-only (k = 32)"
+    assert viz.display_name("valid_NDCG@10") == "validation NDCG@10"
+    assert viz.display_name("elastic_no_curriculum") == "ELASTIC, no curriculum"
+    assert viz.display_name("sasrec:cut") == "SASRec, random cuts"
+    assert viz.display_name("something else") == "something else"
+
+
+def test_log_ticks_spell_out_every_label():
+    ticks = viz.log_ticks([0.3, 40.0])
+    assert ticks["type"] == "log"
+    assert ticks["ticktext"] == ["0.2", "0.5", "1", "2", "5", "10", "20", "50"]
+    assert ticks["tickvals"][1] == pytest.approx(0.5)  # "0.5", never a bare "5"
+    wide = viz.log_ticks([1e3, 1e10])  # many decades: decades only, with k / M / G
+    assert len(wide["tickvals"]) <= 9 and "1G" in wide["ticktext"] and "1k" in wide["ticktext"]
+    assert viz.loglog_slope([1, 2, 4, 8], [3, 12, 48, 192]) == pytest.approx(2.0)
+    assert viz.loglog_slope([1, 2, 4, 8], [1, 2, 4, 8], x_from=4) == pytest.approx(1.0)
+    assert viz.loglog_slope([1], [1]) is None
+
+
+def test_loglog_figure_puts_slopes_in_the_legend():
+    fig = viz.loglog_figure({"quadratic": ([1, 2, 4], [1, 4, 16]), "formula": ([1, 4], [2, 8])},
+                            "t", "x", "y", dashed={"formula"})  # fmt: skip
+    assert _names(fig) == ["quadratic (slope 2.00)", "formula (slope 1.00)"]
+    assert fig.data[1].line.dash == "dash" and fig.layout.yaxis.type == "log"
 
 
 def test_complexity_figure_rejects_unknown_metric():
@@ -70,12 +107,14 @@ def test_training_curves_and_bars():
         "elastic": [{"epoch": 1, "loss": 5.5, "valid_NDCG@10": 0.12}],
     }
     fig = viz.training_curves(hist)
-    assert _names(fig) == ["sasrec", "sasrec", "elastic", "elastic"]
+    assert _names(fig) == ["SASRec", "SASRec", "ELASTIC", "ELASTIC"]
+    assert fig.layout.annotations[0].text == "validation NDCG@10"  # subplot titles, not keys
     assert list(fig.data[0].x) == [1] and list(fig.data[1].y) == [5.0, 4.0]
     assert len(viz.training_curves(hist, loss=None).data) == 2
     fig = viz.bar_table({"a": {"HR@10": 0.2, "NDCG@10": 0.1}, "b": {"HR@10": 0.3, "NDCG@10": 0.2}},
                         errors={"a": {"HR@10": 0.01, "NDCG@10": 0.02}})  # fmt: skip
     assert _names(fig) == ["a", "b"] and list(fig.data[0].error_y.array) == [0.01, 0.02]
+    assert _names(viz.bar_table({"sasrec:all": {"HR@10": 0.1}})) == ["SASRec, all positions"]
 
 
 def test_weight_heatmaps_take_tensors_and_arrays():
@@ -89,13 +128,18 @@ def test_weight_heatmaps_take_tensors_and_arrays():
     assert fig.data[0].text[0][3] == "item 3"
 
 
-def test_assignment_strip_with_planted_labels():
+def test_assignment_strip_with_planted_labels_and_a_colour_legend():
     assign = np.array([0, 0, 2, 2, 1])
     fig = viz.assignment_strip(assign, labels=["a", "b", "c"])
-    assert _names(fig) == ["expert"] and list(fig.data[0].text[0]) == ["a", "a", "c", "c", "b"]
+    assert _names(fig) == ["expert", "a", "b", "c"]  # the strip, then one legend key per colour
+    assert list(fig.data[0].text[0]) == ["a", "a", "c", "c", "b"]
+    keys = fig.data[1:]
+    assert all(k.showlegend and k.marker.color == viz.PALETTE[i] for i, k in enumerate(keys))
     fig = viz.assignment_strip(torch.tensor(assign), planted=np.array([1, 1, 0, 0, 0]))
-    assert _names(fig) == ["expert", "planted"]
+    assert _names(fig)[:2] == ["expert", "planted interest"]
     assert list(fig.data[1].z[0]) == [1, 1, 0, 0, 0]
+    planted_keys = [t for t in fig.data if t.legendgroup == "planted interest"]
+    assert [t.name for t in planted_keys] == ["planted interest 0", "planted interest 1"]
 
 
 def test_slot_usage_title_reports_usage_and_entropy():
@@ -115,7 +159,7 @@ def test_long_context_figure_groups_by_distance_and_marks_chance():
         {"distance": 1500, "elastic": run(0.9, 2048), "elastic_no_curriculum": run(0.07, 2048)},
     ]
     fig = viz.long_context_figure(studies)
-    assert _names(fig) == ["elastic", "sasrec", "elastic_no_curriculum"]
+    assert _names(fig) == ["ELASTIC", "SASRec", "ELASTIC, no curriculum"]
     assert list(fig.data[0].y) == [1.0, 0.9] and list(fig.data[1].y) == [0.05, None]
     assert list(fig.data[0].text) == ["N=512", "N=2048"]
     assert list(fig.data[0].x) == ["distance 300", "distance 1500"]

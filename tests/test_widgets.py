@@ -187,7 +187,7 @@ def test_titles_and_genres_are_shown_for_movielens_like_data(model, data):
     movies.item_titles = [""] + [f"Film <{i}>" for i in range(1, movies.num_items + 1)]
     movies.item_genres = [[]] + [["Drama", "Comedy"]] * movies.num_items
     ins = InterestInspector(model, movies)
-    assert len(ins.strip_fig.data) == 1  # no planted row
+    assert [t.type for t in ins.strip_fig.data].count("heatmap") == 1  # no planted row
     first = movies.sequences[ins.user][:-1][-model.config.max_len]
     assert f"Film &lt;{first}&gt;" in ins.history_html.value
     assert "Drama, Comedy" in ins.history_html.value
@@ -254,11 +254,17 @@ def test_complexity_explorer_adds_points_in_place():
     explorer.slider.value = 32  # a slider move measures too
     assert explorer.fig is fig
     for trace in fig.data:
-        pts = explorer.points[trace.name]
+        pts = explorer.points[trace.meta["model"]]
         assert list(trace.x) == [32, 64]
-        assert list(trace.y) == [p[trace.meta] for p in pts]
+        assert list(trace.y) == [p[trace.meta["metric"]] for p in pts]
+    legend = [t.name for t in fig.data if t.showlegend is not False]
+    assert all("(slope: latency" in name for name in legend), legend
     explorer.measure(64)  # measuring again replaces the point
     assert [list(t.x) for t in fig.data] == [[32, 64]] * 4
     assert "N=64" in explorer.status.value and explorer.last_update_ms > 0
+    assert explorer.slider.value == 64  # the slider shows what the readout says
     with pytest.raises(ValueError, match="max_len"):
         explorer.measure(65)
+    explorer.measure(48)  # between the slider's stops: the slider gains the stop and moves there
+    assert explorer.slider.value == 48 and 48 in explorer.slider.options
+    assert [list(t.x) for t in fig.data] == [[32, 48, 64]] * 4  # measured once, not twice

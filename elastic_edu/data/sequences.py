@@ -1,6 +1,6 @@
 """From an interaction log to per-user item sequences, the leave-one-out split and batches.
 
-Our decisions (see ../shared/ELASTIC.md): every rating is an interaction; a user's items are
+Our decisions (see docs/DESIGN.md): every rating is an interaction; a user's items are
 sorted by timestamp, ties keep file order; ids are remapped to 1..I with 0 as padding; the last
 item is the test target, the second last the validation target, the rest trains; histories are
 the last `max_len` items (left-truncated, left-padded).

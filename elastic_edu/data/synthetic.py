@@ -1,6 +1,6 @@
 """Synthetic interaction logs with known structure: planted interests and a long-range recall task.
 
-Our decision (../shared/ELASTIC.md, Data sets): real logs carry no ground truth about interests,
+Our decision (docs/DESIGN.md, Data sets): real logs carry no ground truth about interests,
 so these generators plant it. `planted_interests` makes users who move between a few latent
 interests (item clusters), returning to old ones after long gaps, and records the interest of
 every event in ``Interactions.labels``: a notebook can compare ELASTIC's expert assignments

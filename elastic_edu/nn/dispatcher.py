@@ -1,7 +1,7 @@
 """Linear dispatcher attention (LDA), the layer of ELASTIC (Deng et al., arXiv 2408.09380).
 
 The paper states only that k interest experts compress a long history in linear time; the
-equations below are our decision (../shared/ELASTIC.md, "Linear dispatcher attention"). With the
+equations below are our decision (docs/DESIGN.md, "Linear dispatcher attention"). With the
 history X (b, n, d), its padding mask and the experts E (b, e, d), one layer does
 
     aggregate (experts read the history)

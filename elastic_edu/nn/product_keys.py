@@ -1,6 +1,6 @@
 """Interest memory retrieval with product keys (Lample et al., NeurIPS 2019, "Large Memory
 Layers with Product Keys"), as ELASTIC (arXiv 2408.09380) uses it to pick k interest experts
-per user from M = m*m memory slots. The details are our decision (../shared/ELASTIC.md).
+per user from M = m*m memory slots. The details are our decision (docs/DESIGN.md).
 
 A slot s = i*m + j has the key [K1_i ; K2_j] (two halves of d_k/2), so its score splits:
 

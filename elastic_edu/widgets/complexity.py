@@ -1,7 +1,8 @@
 """ComplexityExplorer: measure SASRec and ELASTIC at a history length N, live and small.
 
 **paper** (arXiv 2408.09380): self-attention costs O(N^2) time and memory, ELASTIC's linear
-dispatcher attention O(N k). A slider picks N; each move runs one inference forward pass
+dispatcher attention is linear in N; **ours** (docs/DESIGN.md): O(N k) per layer for our layer
+equations with k experts. A slider picks N; each move runs one inference forward pass
 (`encode` under ``inference_mode``) of two small models in this process and adds the point to a
 log-log plot. **our decisions**: latency is the median of `repeats` runs after one warm-up
 (fewer when a run is slow, so nothing blocks for long); memory is the peak of the bytes held by
@@ -109,9 +110,12 @@ def measure_point(
 class ComplexityExplorer:
     """A slider for N; each change measures SASRec and ELASTIC at N and adds the points.
 
-    `measure(n)` does the same from code. `points[name]` holds the measured dicts, sorted by n
-    (a second measurement at the same n replaces the first). `fig` is the FigureWidget
-    (left: latency, right: peak memory, both log-log); `widget` the VBox.
+    `measure(n)` does the same from code and moves the slider to n, so the slider, the readout
+    and the last point always agree. `points[name]` holds the measured dicts, sorted by n (a
+    second measurement at the same n replaces the first). `fig` is the FigureWidget (left:
+    latency, right: peak memory, both log-log, each legend entry with its slope over the
+    measured points); each trace's ``meta`` is ``{"model": name, "metric": key}``. `widget`
+    is the VBox.
     """
 
     def __init__(
@@ -128,23 +132,29 @@ class ComplexityExplorer:
         self.models = small_models(self.lengths[-1], dim, heads, layers, experts)
         self.points: dict[str, list[dict]] = {name: [] for name in self.models}
         self.last_update_ms = 0.0
+        self._moving_slider = False  # set while measure() moves the slider itself
         fig = make_subplots(rows=1, cols=2, subplot_titles=("latency", "peak tensor memory"))
         for col, metric in enumerate(("latency_ms", "peak_mb"), start=1):
             for i, name in enumerate(self.models):
                 fig.add_trace(go.Scatter(
                     x=[], y=[], name=name, legendgroup=name, showlegend=col == 1,
                     mode="lines+markers", line={"color": viz.PALETTE[i]},
-                    meta=metric, hovertemplate=f"{name}<br>N=%{{x}}<br>%{{y:.3g}}<extra></extra>",
+                    meta={"model": name, "metric": metric},
+                    hovertemplate=f"{name}<br>N=%{{x}}<br>%{{y:.3g}}<extra></extra>",
                 ), row=1, col=col)  # fmt: skip
-            fig.update_xaxes(type="log", title_text="history length N (items)", row=1, col=col)
+            fig.update_xaxes(title_text="history length N (items)", row=1, col=col,
+                             **viz.length_ticks(self.lengths))  # fmt: skip
         fig.update_yaxes(type="log", title_text="ms per forward pass", row=1, col=1)
         fig.update_yaxes(type="log", title_text="MB", row=1, col=2)
         fig.update_layout(
             template=viz.TEMPLATE,
-            height=380,
+            height=430,
             width=900,
+            legend={"orientation": "h", "yanchor": "top", "y": -0.22, "x": 0},
             title=f"Inference cost against N (batch {batch}, d={dim}, {layers} layers, "
-            f"k={experts}; SASRec with naive attention)",
+            f"k={experts}; SASRec with naive attention)<br><sup>legend: log-log slope over "
+            "the measured N (1 linear, 2 quadratic)</sup>",
+            margin={"t": 90},
         )
         self.fig = go.FigureWidget(fig)
         self.slider = widgets.SelectionSlider(
@@ -154,14 +164,34 @@ class ComplexityExplorer:
         self.status = widgets.Label("move the slider to measure").add_class(
             "elastic-complexity-status"
         )
-        self.slider.observe(lambda change: self.measure(change["new"]), names="value")
+        self.slider.observe(self._slider_moved, names="value")
         self.widget = widgets.VBox([widgets.HBox([self.slider, self.status]), self.fig])
         self.widget.add_class("elastic-complexity")
 
+    def _legend(self, name: str) -> str:
+        """The legend entry of a model: its log-log slopes of latency and memory so far."""
+        pts = self.points[name]
+        ns = [p["n"] for p in pts]
+        slopes = [viz.loglog_slope(ns, [p[m] for p in pts]) for m in ("latency_ms", "peak_mb")]
+        if None in slopes:
+            return name
+        return f"{name} (slope: latency {slopes[0]:.2f}, memory {slopes[1]:.2f})"
+
+    def _slider_moved(self, change) -> None:
+        if not self._moving_slider:
+            self.measure(change["new"])
+
     def measure(self, n: int) -> dict[str, dict]:
-        """Measure both models at history length `n` and add the points to the figure."""
+        """Measure both models at history length `n`, add the points, move the slider to `n`."""
         if not 1 <= n <= self.lengths[-1]:
             raise ValueError(f"n={n} must lie in 1..{self.lengths[-1]} (the models' max_len)")
+        self._moving_slider = True  # the slider follows; its observer must not measure again
+        try:
+            if n not in self.slider.options:  # a length between the slider's stops: add it
+                self.slider.options = sorted({*self.slider.options, n})
+            self.slider.value = n
+        finally:
+            self._moving_slider = False
         start = time.perf_counter()
         self.status.value = f"measuring N={n}..."
         result = {}
@@ -172,9 +202,14 @@ class ComplexityExplorer:
             result[name] = point
         with self.fig.batch_update():
             for trace in self.fig.data:
-                pts = self.points[trace.name]
+                name, metric = trace.meta["model"], trace.meta["metric"]
+                pts = self.points[name]
                 trace.x = [p["n"] for p in pts]
-                trace.y = [p[trace.meta] for p in pts]
+                trace.y = [p[metric] for p in pts]
+                trace.name = self._legend(name) if metric == "latency_ms" else name
+            for col, metric in enumerate(("latency_ms", "peak_mb"), start=1):
+                values = [p[metric] for pts in self.points.values() for p in pts]
+                self.fig.update_yaxes(**viz.log_ticks(values), row=1, col=col)
         self.last_update_ms = 1e3 * (time.perf_counter() - start)
         self.status.value = f"N={n}: " + "; ".join(
             f"{name} {p['latency_ms']:.1f} ms, {p['peak_mb']:.2f} MB" for name, p in result.items()

@@ -30,8 +30,15 @@ def _color(index: int) -> str:
 
 
 def copy_figure(target: go.FigureWidget, source: go.Figure) -> None:
-    """Update `target` in place (one message to the browser) to show `source`'s traces, title
-    and height; both must have the same number of traces."""
+    """Update `target` in place to show `source`'s traces, title, height, margins and legend.
+
+    With as many traces on both sides (the usual case) this is one message to the browser;
+    otherwise (an assignment strip whose colour legend lists other experts) the traces are
+    replaced.
+    """
+    if len(target.data) != len(source.data):
+        target.data = ()
+        target.add_traces(list(source.data))
     with target.batch_update():
         for old, new in zip(target.data, source.data):
             props = new.to_plotly_json()
@@ -39,6 +46,8 @@ def copy_figure(target: go.FigureWidget, source: go.Figure) -> None:
             old.update(props, overwrite=True)
         target.layout.title = source.layout.title
         target.layout.height = source.layout.height
+        target.layout.margin = source.layout.margin
+        target.layout.legend = source.layout.legend
 
 
 class InterestInspector:
@@ -285,7 +294,8 @@ class InterestInspector:
             planted_labels=interests,
             title=f"Expert assignment of each history item ({self._where()})",
         )
-        return fig.update_layout(width=WIDTH, margin={"l": LEFT, "r": 93})  # the heatmap colorbar
+        # the heatmap's colorbar takes the right margin; the legend's bottom margin is kept
+        return fig.update_layout(width=WIDTH, margin={"l": LEFT, "r": 93})
 
     def _render_html(self) -> None:
         ins, data = self.inspection, self.data

@@ -1,8 +1,9 @@
 """The interest inspector in a real browser: JupyterLab headless on 127.0.0.1, Debian's Chromium
-driven by Playwright (no browser download), notebook 06 run end to end, one control changed.
+driven by Playwright (no browser download), notebook 07 run end to end, one control changed.
 
 Fails (never skips) with the reason when Chromium, Playwright or JupyterLab cannot start.
-Leaves a screenshot in artifacts/browser/inspector.png.
+Leaves a screenshot in artifacts/browser/inspector.png (`python scripts/make_readme_images.py`
+copies it to docs/images/, where notebook 07 and the README show it).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-NOTEBOOK = ROOT / "notebooks" / "06_inspecting_interests.ipynb"
+NOTEBOOK = ROOT / "notebooks" / "07_inspecting_interests.ipynb"
 ARTIFACTS = ROOT / "artifacts" / "browser"
 CHROMIUM = os.environ.get("ELASTIC_EDU_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_FLAGS = [
@@ -50,6 +51,7 @@ def start_lab(workdir: Path, log: Path) -> tuple[subprocess.Popen, str]:
     env = {
         **os.environ,
         "ELASTIC_EDU_QUICK": "1",
+        "ELASTIC_EDU_FIGURE_PNG": "0",  # the test reads the live plots; no static copies needed
         "JUPYTER_CONFIG_DIR": str(cfg / "config"),
         "JUPYTER_RUNTIME_DIR": str(cfg / "runtime"),
         "JUPYTERLAB_SETTINGS_DIR": str(cfg / "settings"),

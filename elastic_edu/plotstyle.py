@@ -1,0 +1,104 @@
+"""Names, ticks and slopes shared by every figure (`elastic_edu.viz`, the widgets).
+
+- `display_name`: the key of a results file or a training history as a reader should see it
+  ("elastic-k32" -> "ELASTIC (k = 32)", "valid_NDCG@10" -> "validation NDCG@10").
+- `log_ticks`, `length_ticks`: log-axis ticks whose labels are whole numbers ("0.5", "20", "5k"),
+  never the bare mantissas ("5") of plotly's default minor labels.
+- `loglog_slope`, `with_slope`: the fitted exponent of a power law, for legend entries.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from elastic_edu.bench_report import loglog_slope as fit_slope  # the one least-squares fit
+
+# keys of results files and training histories -> what a reader sees
+NAMES = {
+    "sasrec-naive": "SASRec, naive attention",
+    "sasrec-sdpa": "SASRec, fused attention (SDPA)",
+    "sasrec": "SASRec",
+    "sasrec:all": "SASRec, all positions",
+    "sasrec:cut": "SASRec, random cuts",
+    "elastic": "ELASTIC",
+    "elastic_no_curriculum": "ELASTIC, no curriculum",
+    "lda": "LDA-only",
+    "popularity": "Popularity",
+    "loss": "training loss",
+    "latency_ms": "latency (ms)",
+    "peak_mb": "peak memory (MB)",
+    "test": "test, all items ranked",
+    "test_masked": "test, history masked",
+}
+
+
+def display_name(key: str) -> str:
+    """A human name for a results key: ``elastic-k32`` -> "ELASTIC (k = 32)",
+    ``valid_NDCG@10`` -> "validation NDCG@10"; unknown keys come back unchanged."""
+    if key in NAMES:
+        return NAMES[key]
+    for prefix, name in (("elastic-k", "ELASTIC"), ("lda-k", "LDA-only")):
+        if key.startswith(prefix) and key[len(prefix) :].isdigit():
+            return f"{name} (k = {key[len(prefix) :]})"
+    for prefix, name in (("valid_", "validation "), ("test_", "test ")):
+        if key.startswith(prefix):
+            return name + key[len(prefix) :]
+    return key
+
+
+def _short(v: float) -> str:
+    """A tick label: 0.05, 0.5, 5, 50, 500, 5k, 50k, 5M, 5G (never a bare mantissa)."""
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if v >= scale:
+            return f"{v / scale:g}{suffix}"
+    return f"{v:g}"
+
+
+def log_ticks(values, max_ticks: int = 9) -> dict:
+    """Tick values and full labels for a log axis spanning `values` (positive numbers).
+
+    1-2-5 steps per decade when they fit in `max_ticks`, else 1-3 steps, else decades only; every
+    label is the whole number ("0.5", "20", "5k"), so none reads as a bare mantissa.
+    Returns axis properties for ``fig.update_xaxes(**...)`` / ``update_yaxes``.
+    """
+    v = np.asarray([x for x in np.ravel(values) if x is not None and x > 0], dtype=float)
+    if v.size == 0:
+        return {"type": "log"}
+    lo, hi = math.floor(math.log10(v.min())), math.ceil(math.log10(v.max()))
+    for steps in ((1, 2, 5), (1, 3), (1,)):
+        ticks = [m * 10.0**e for e in range(lo, hi + 1) for m in steps]
+        ticks = [x for x in ticks if v.min() / 1.5 <= x <= v.max() * 1.5]
+        if len(ticks) <= max_ticks:
+            break
+    if len(ticks) > max_ticks:  # many decades: every other one
+        ticks = ticks[:: math.ceil(len(ticks) / max_ticks)]
+    return {"type": "log", "tickvals": ticks, "ticktext": [_short(x) for x in ticks]}
+
+
+def length_ticks(lengths) -> dict:
+    """Log-axis ticks at the measured lengths themselves (128, 256, ..., 16384)."""
+    ns = sorted({int(n) for n in lengths if n})
+    if len(ns) > 10:
+        ns = ns[:: math.ceil(len(ns) / 10)]
+    return {"type": "log", "tickvals": ns, "ticktext": [f"{n:,}" for n in ns]}
+
+
+def loglog_slope(x, y, x_from: float | None = None) -> float | None:
+    """Least-squares slope of log y against log x over the points with x >= `x_from`.
+
+    As `elastic_edu.bench_report.summarise` fits its slopes (and with its fit): when fewer than
+    two points reach `x_from`, the three largest x; without `x_from`, all points. None below two
+    positive points.
+    """
+    pts = sorted((a, b) for a, b in zip(np.ravel(x), np.ravel(y)) if a and b and a > 0 and b > 0)
+    if x_from is not None:
+        long_end = [(a, b) for a, b in pts if a >= x_from]
+        pts = long_end if len(long_end) >= 2 else pts[-3:]
+    return fit_slope([a for a, _ in pts], [b for _, b in pts])
+
+
+def with_slope(name: str, slope: float | None) -> str:
+    """A legend entry with its log-log slope: "ELASTIC (slope 0.91)"."""
+    return name if slope is None else f"{name} (slope {slope:.2f})"
