@@ -227,8 +227,8 @@ def rank_targets_sampled(
     try:
         for start in range(0, len(eval_set), batch_size):
             hist = eval_set.histories[start : start + batch_size]
-            items = pad_left(hist, _max_len(model)).to(model.device)
-            scores = model.score(items).float()  # (b, i)
+            scores = model.score(hist)  # (b, i)
+            check_finite(scores)
             targets = torch.as_tensor(eval_set.targets[start : start + batch_size])
             negs = torch.as_tensor(negatives[start : start + batch_size])
             target_score = scores.gather(1, targets[:, None].to(scores.device))  # (b, 1)

@@ -102,7 +102,10 @@ class Recommender(nn.Module):
         The next-item score of item i is final state . item vector; padding id 0 scores -inf.
         """
         items = histories if torch.is_tensor(histories) else self.prepare(histories)
-        user = self.final_state(items)
+        return self.scores_from(self.final_state(items))
+
+    def scores_from(self, user: torch.Tensor) -> torch.Tensor:
+        """user (b, d) final states -> scores (b, i): user . item vectors, padding -inf."""
         scores = einsum(user, self.item_repr(), "b d, i d -> b i").float()
         scores[:, PAD] = float("-inf")
         return scores

@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from einops import einsum, rearrange, repeat
+from einops import rearrange, repeat
 from torch import nn
 
 from elastic_edu.config import ModelConfig
@@ -131,9 +131,7 @@ class CausalDispatcherEncoder(SequentialRecommender):
         """Next-item scores (b, i) after the events a state has seen; padding scores -inf."""
         if state.last is None:
             raise ValueError("score_state: the streams have seen no event yet")
-        scores = einsum(state.last, self.item_repr(), "b d, i d -> b i").float()
-        scores[:, PAD] = float("-inf")
-        return scores
+        return self.scores_from(state.last)
 
 
 @register

@@ -2,8 +2,8 @@
 
 ELASTIC (Deng et al., arXiv 2408.09380) retrieves k interest experts per user from a product-key
 memory and lets them read the history with linear dispatcher attention. A model is trained with
-one k (``config.experts``), but nothing in the layers depends on k: retrieval can keep more or
-fewer slots at inference (`ELASTIC.encode(..., experts=k)`, wrapped here as
+one k (``config.num_experts``), but nothing in the layers depends on k: retrieval can keep more or
+fewer slots at inference (`ELASTIC.encode(..., num_experts=k)`, wrapped here as
 `encode_with_experts`), without touching the model:
 
     q = norm(W . masked_mean(X))                 the retrieval query, as in training
@@ -11,7 +11,7 @@ fewer slots at inference (`ELASTIC.encode(..., experts=k)`, wrapped here as
     E = V[slots] * k * softmax(scores)            gates average 1, as in training
     L dispatcher blocks over (X, E)               aggregate (b, h, e, n), dispatch (b, h, n, e)
 
-With k = config.experts it is exactly `ELASTIC.encode(items, return_weights=True)`. A slot
+With k = config.num_experts it is exactly `ELASTIC.encode(items, return_weights=True)`. A slot
 reads as "an interest" through the items nearest to its value row (dot product
 with the item embeddings).
 """
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from einops import einsum
 
-from elastic_edu.data.sequences import PAD
+from elastic_edu.histories import PAD
 from elastic_edu.metrics import ranks_from_scores
 from elastic_edu.models.base import EncoderOutput
 from elastic_edu.nn.product_keys import ProductKeyMemory, Retrieval
@@ -35,7 +35,7 @@ def retrieve(memory: ProductKeyMemory, x: torch.Tensor, pad: torch.Tensor, k: in
 
     The search keeps c = max(memory.candidates, k) candidates per half, so it stays exact.
     """
-    return memory(x, pad, experts=k)
+    return memory(x, pad, k)
 
 
 def encode_with_experts(model, items: torch.Tensor, k: int | None = None) -> EncoderOutput:
@@ -46,7 +46,7 @@ def encode_with_experts(model, items: torch.Tensor, k: int | None = None) -> Enc
     """
     if not isinstance(getattr(model, "memory", None), ProductKeyMemory):
         raise TypeError(f"{type(model).__name__} has no interest memory: pass an ELASTIC model")
-    return model.encode(items, return_weights=True, experts=k)
+    return model.encode(items, return_weights=True, num_experts=k)
 
 
 def nearest_items(model, slots: torch.Tensor, count: int = 5) -> np.ndarray:
@@ -114,12 +114,10 @@ def inspect_history(
     was_training = model.training
     model.eval()
     try:
-        kept = np.asarray(history, dtype=np.int64)[-model.config.max_len :]
-        items = torch.as_tensor(kept, device=model.device)[None]  # (1, n)
-        out = encode_with_experts(model, items, k)
-        user = out.hidden[:, -1].float()  # (1, d)
-        scores = einsum(user, model.item_repr().float(), "b d, i d -> b i")
-        scores[:, PAD] = float("-inf")
+        prepared = model.prepare([history])  # (1, c + n): what the model reads
+        out = encode_with_experts(model, prepared, k)
+        kept = prepared[0, -out.hidden.shape[1] :].cpu().numpy()  # the window's ids
+        scores = model.scores_from(out.hidden[:, -1])  # the path of model.score
         exclude = torch.zeros_like(scores, dtype=torch.bool)
         if exclude_history:
             exclude[0, torch.as_tensor(np.asarray(history), device=scores.device)] = True
