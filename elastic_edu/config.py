@@ -47,9 +47,11 @@ class MemoryConfig:
     key_dim: int = _opt(64, "d_k, width of the retrieval query and of the product keys (even)")
     context: int = _opt(50, "older items before the window that form the retrieval query "
                             "(elastic-causal)")  # fmt: skip
+    balance: float = _opt(0.0, "weight of the sub-key load-balancing loss (0: off)")
 
     def __post_init__(self) -> None:
         _positive(self, "subkeys", "candidates", "key_dim", "context")
+        _finite(self, "balance", 0.0)
         if self.key_dim % 2:
             raise ValueError(f"key_dim={self.key_dim} must be even (two halves)")
         if self.subkeys > 4096:
@@ -119,7 +121,6 @@ class TrainConfig:
     lr: float = _opt(1e-3, "AdamW learning rate")
     weight_decay: float = _opt(0.0, "AdamW weight decay")
     memory_lr_scale: float = _opt(10.0, "learning-rate multiplier for memory value rows")
-    balance: float = _opt(0.0, "weight of the slot-usage balance loss (ELASTIC)")
     patience: int = _opt(10, "stop after this many validations without a better NDCG@10")
     eval_every: int = _opt(1, "validate every this many epochs")
     max_minutes: float | None = _opt(None, "wall-clock budget for training, checked every "
@@ -137,7 +138,6 @@ class TrainConfig:
         _finite(self, "lr", 0.0, 10.0, open_low=True)
         _finite(self, "weight_decay", 0.0)
         _finite(self, "memory_lr_scale", 0.0, open_low=True)
-        _finite(self, "balance", 0.0)
         _finite(self, "mask_prob", 0.0, 1.0, open_low=True)
         _finite(self, "last_prob", 0.0, 1.0)
         if self.max_minutes is not None:

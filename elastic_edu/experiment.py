@@ -95,9 +95,27 @@ def run(
         "evaluated_users": len(split.test),
         "ranks": {key: r.tolist() for key, r in ranks.items()},
         "history_lengths": [len(h) for h in split.test.histories],
+        "interests": interest_stats(model, split.test.histories),
     })  # fmt: skip
     result["model"] = model
     return result
+
+
+def interest_stats(model, histories) -> dict:
+    """Slot usage (memory models) and assignment entropy (dispatcher models) on `histories`."""
+    from elastic_edu.analysis import (
+        assignment_entropy,
+        expert_assignments,
+        slot_counts,
+        usage_stats,
+    )
+
+    out = {}
+    if hasattr(model, "memory"):
+        out["slots"] = usage_stats(slot_counts(model, histories))
+    if "num_experts" in getattr(model, "uses", ()):
+        out["assignments"] = assignment_entropy(expert_assignments(model, histories))
+    return out
 
 
 def epoch_seconds(history: list[dict]) -> float | None:

@@ -40,6 +40,7 @@ class EncoderOutput:
     aggregate: per layer (b, h, e, n) expert-reads-history weights (dispatcher models).
     dispatch: per layer (b, h, n, e) position-reads-experts weights (dispatcher models).
     slots, slot_scores: (b, e) retrieved memory slots and their scores (ELASTIC).
+    balance: the memory's sub-key load-balancing loss for this batch (ELASTIC).
     """
 
     hidden: torch.Tensor
@@ -49,6 +50,7 @@ class EncoderOutput:
     dispatch: list[torch.Tensor] = field(default_factory=list)
     slots: torch.Tensor | None = None
     slot_scores: torch.Tensor | None = None
+    balance: torch.Tensor | None = None
 
 
 class Recommender(nn.Module):
@@ -183,7 +185,8 @@ class SequentialRecommender(Recommender):
         if objective not in self.objectives:
             raise ValueError(self.objective_error(objective))
         items = self.item_repr()
-        hidden = self.encode(inputs).hidden
+        out = self.encode(inputs)
+        hidden = out.hidden
         if objective == "cut":
             logits = einsum(hidden[:, -1], items, "b d, i d -> b i")
         else:
@@ -192,7 +195,11 @@ class SequentialRecommender(Recommender):
             targets = rearrange(targets, "b n -> (b n)")
         logits = logits.float()
         logits[:, PAD] = float("-inf")
-        return F.cross_entropy(logits, targets, ignore_index=PAD)
+        loss = F.cross_entropy(logits, targets, ignore_index=PAD)
+        weight = self.config.memory.balance if "memory" in self.uses else 0.0
+        if weight and out.balance is not None:  # spread the users over the memory's slots
+            loss = loss + weight * out.balance
+        return loss
 
     def forward(self, inputs: torch.Tensor, targets: torch.Tensor, objective: str) -> torch.Tensor:
         """The training loss (what DistributedDataParallel wraps): see `loss`."""

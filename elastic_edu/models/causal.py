@@ -32,7 +32,7 @@ from elastic_edu.histories import PAD, pad_left
 from elastic_edu.models.base import EncoderOutput, SequentialRecommender
 from elastic_edu.models.registry import register
 from elastic_edu.nn.causal_dispatcher import CausalDispatcherBlock, LayerState
-from elastic_edu.nn.product_keys import ProductKeyMemory
+from elastic_edu.nn.product_keys import ProductKeyMemory, Retrieval
 
 
 @dataclass
@@ -73,10 +73,8 @@ class CausalDispatcherEncoder(SequentialRecommender):
         n = min(items.shape[1], self.config.max_len)
         return items[:, items.shape[1] - n :], items[:, : items.shape[1] - n]
 
-    def initial_experts(
-        self, context: torch.Tensor, batch: int, num_experts: int | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """context (b, c) older item ids -> experts (b, e, d), slots or None, scores or None."""
+    def initial_experts(self, context: torch.Tensor, batch: int, num_experts: int | None = None):
+        """context (b, c) older item ids -> Retrieval: experts (b, e, d), slots, scores or None."""
         raise NotImplementedError
 
     def encode(
@@ -85,7 +83,8 @@ class CausalDispatcherEncoder(SequentialRecommender):
         """items (b, c + n) left-padded ids (older items first) -> states of the window."""
         window, context = self.split(items)
         x, pad = self.embed(window)
-        experts, slots, scores = self.initial_experts(context, x.shape[0], num_experts)
+        r = self.initial_experts(context, x.shape[0], num_experts)
+        experts = r.experts
         aggregate, dispatch = [], []
         for block in self.blocks:
             out = block(x, experts, pad, return_weights)
@@ -94,7 +93,8 @@ class CausalDispatcherEncoder(SequentialRecommender):
                 aggregate.append(out.aggregate)
                 dispatch.append(out.dispatch)
         return EncoderOutput(hidden=self.norm(x), pad=pad, aggregate=aggregate,
-                             dispatch=dispatch, slots=slots, slot_scores=scores)  # fmt: skip
+                             dispatch=dispatch, slots=r.slots, slot_scores=r.scores,
+                             balance=r.balance)  # fmt: skip
 
     # ---- streaming: one event at a time ------------------------------------------------------
     def start(self, context=None, batch: int = 1) -> StreamState:
@@ -108,10 +108,10 @@ class CausalDispatcherEncoder(SequentialRecommender):
         elif not torch.is_tensor(context):
             width = max([len(c) for c in context] + [1])
             context = pad_left([list(c) or [PAD] for c in context], width).to(self.device)
-        experts, slots, _ = self.initial_experts(context, context.shape[0])
-        layers = [block.start(experts) for block in self.blocks]
+        r = self.initial_experts(context, context.shape[0])
+        layers = [block.start(r.experts) for block in self.blocks]
         time = torch.zeros(context.shape[0], dtype=torch.long, device=self.device)
-        return StreamState(experts=experts, layers=layers, time=time, slots=slots)
+        return StreamState(experts=r.experts, layers=layers, time=time, slots=r.slots)
 
     def step(self, state: StreamState, items) -> StreamState:
         """One new event per stream: items (b,) ids -> the new state (the old one is kept)."""
@@ -149,7 +149,7 @@ class LDACausal(CausalDispatcherEncoder):
             raise ValueError(
                 "LDA-only has a fixed set of learned experts: num_experts must be None"
             )
-        return repeat(self.experts, "e d -> b e d", b=batch), None, None
+        return Retrieval(experts=repeat(self.experts, "e d -> b e d", b=batch))
 
 
 @register
@@ -176,8 +176,7 @@ class ELASTICCausal(CausalDispatcherEncoder):
             context = torch.zeros(batch, 1, dtype=torch.long, device=self.device)
         pad = context == PAD
         x = self.item_emb(context) * rearrange(~pad, "b c -> b c 1")
-        r = self.memory(x, pad, num_experts)
-        return r.experts, r.slots, r.scores
+        return self.memory(x, pad, num_experts)
 
     def memory_parameters(self) -> list[nn.Parameter]:
         return self.memory.memory_parameters()

@@ -22,7 +22,7 @@ from elastic_edu.config import ModelConfig
 from elastic_edu.models.base import EncoderOutput, SequentialRecommender
 from elastic_edu.models.registry import register
 from elastic_edu.nn.dispatcher import DispatcherBlock
-from elastic_edu.nn.product_keys import ProductKeyMemory
+from elastic_edu.nn.product_keys import ProductKeyMemory, Retrieval
 
 
 class DispatcherEncoder(SequentialRecommender):
@@ -52,10 +52,8 @@ class DispatcherEncoder(SequentialRecommender):
             inputs = self.readout(inputs)
         return super().loss(inputs, targets, objective)
 
-    def initial_experts(
-        self, x: torch.Tensor, pad: torch.Tensor, num_experts: int | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """x (b, n, d), pad (b, n) -> experts (b, e, d), slots (b, e) or None, scores or None.
+    def initial_experts(self, x: torch.Tensor, pad: torch.Tensor, num_experts: int | None = None):
+        """x (b, n, d), pad (b, n) -> Retrieval: experts (b, e, d), slots and scores or None.
 
         num_experts: how many to retrieve, when the model retrieves them (None: the trained k).
         """
@@ -69,7 +67,8 @@ class DispatcherEncoder(SequentialRecommender):
         num_experts: for ELASTIC, retrieve this many experts instead of the trained k.
         """
         x, pad = self.embed(items)
-        experts, slots, scores = self.initial_experts(x, pad, num_experts)
+        r = self.initial_experts(x, pad, num_experts)
+        experts = r.experts
         aggregate, dispatch = [], []
         for block in self.blocks:
             out = block(x, experts, pad, return_weights)
@@ -78,7 +77,8 @@ class DispatcherEncoder(SequentialRecommender):
                 aggregate.append(out.aggregate)
                 dispatch.append(out.dispatch)
         return EncoderOutput(hidden=self.norm(x), pad=pad, aggregate=aggregate,
-                             dispatch=dispatch, slots=slots, slot_scores=scores)  # fmt: skip
+                             dispatch=dispatch, slots=r.slots, slot_scores=r.scores,
+                             balance=r.balance)  # fmt: skip
 
     def memory_parameters(self) -> list[nn.Parameter]:
         """Parameters that want the memory learning rate (TrainConfig.memory_lr_scale)."""
@@ -100,8 +100,7 @@ class ELASTIC(DispatcherEncoder):
 
     def initial_experts(self, x, pad, num_experts=None):
         # the retrieval query reads the embedded history
-        r = self.memory(x, pad, num_experts)
-        return r.experts, r.slots, r.scores
+        return self.memory(x, pad, num_experts)
 
     def memory_parameters(self) -> list[nn.Parameter]:
         return self.memory.memory_parameters()
@@ -122,4 +121,4 @@ class LDAOnly(DispatcherEncoder):
             raise ValueError(
                 "LDA-only has a fixed set of learned experts: num_experts must be None"
             )
-        return repeat(self.experts, "e d -> b e d", b=x.shape[0]), None, None
+        return Retrieval(experts=repeat(self.experts, "e d -> b e d", b=x.shape[0]))

@@ -26,13 +26,16 @@ from torch import nn
 class Retrieval:
     """What the memory returns for a batch of users.
 
-    experts: (b, e, d) retrieved value rows, gated by their scores.
-    slots: (b, e) int64 slot ids in [0, m*m), best first. scores: (b, e) their key scores.
+    experts: (b, e, d) retrieved value rows, gated by their scores (or a model's learned
+    experts, with no slots). slots: (b, e) int64 slot ids in [0, m*m), best first.
+    scores: (b, e) their key scores.
+    balance: scalar sub-key load-balancing loss of this batch (`subkey_balance`).
     """
 
     experts: torch.Tensor
-    slots: torch.Tensor
-    scores: torch.Tensor
+    slots: torch.Tensor | None = None
+    scores: torch.Tensor | None = None
+    balance: torch.Tensor | None = None
 
 
 def check_product_key_args(subkeys: int, key_dim: int, num_experts: int, candidates: int) -> int:
@@ -58,25 +61,27 @@ def check_product_key_args(subkeys: int, key_dim: int, num_experts: int, candida
     return c
 
 
-def product_key_topk(
-    q: torch.Tensor, keys1: torch.Tensor, keys2: torch.Tensor, k: int, c: int
+def subkey_scores(
+    q: torch.Tensor, keys1: torch.Tensor, keys2: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exact top-k slots of a product-key memory without scoring all M = m*m slots.
-
-    q (b, d_k), keys1 and keys2 (m, d_k/2), k slots, c candidates per half (clamped to m).
-    Returns scores (b, k) in descending order and slots (b, k) with slot = i*m + j.
-    """
+    """q (b, d_k), keys1 and keys2 (m, d_k/2) -> the scores of each half's sub-keys (b, m) x 2."""
     m, half = keys1.shape
     if keys2.shape != keys1.shape:
         raise ValueError(f"keys1 {tuple(keys1.shape)} and keys2 {tuple(keys2.shape)} differ")
     if q.shape[-1] != 2 * half:
         raise ValueError(f"query width {q.shape[-1]} is not 2 x the sub-key width {half}")
-    c = check_product_key_args(m, 2 * half, k, c)
-    # score the m sub-keys of each half
     q1, q2 = rearrange(q, "b (two d) -> two b d", two=2)
-    s1 = einsum(q1, keys1, "b d, m d -> b m")
-    s2 = einsum(q2, keys2, "b d, m d -> b m")
-    # keep the best c of each half
+    return einsum(q1, keys1, "b d, m d -> b m"), einsum(q2, keys2, "b d, m d -> b m")
+
+
+def best_pairs(s1: torch.Tensor, s2: torch.Tensor, k: int, c: int):
+    """Sub-key scores s1, s2 (b, m) -> the k best slots: scores (b, k) descending, slots (b, k).
+
+    Keeps the best c of each half (c is clamped to m), adds the c*c pairs, keeps the best k;
+    slot = i*m + j.
+    """
+    m = s1.shape[-1]
+    c = check_product_key_args(m, 2, k, c)
     top1, idx1 = s1.topk(c, dim=-1)  # (b, c)
     top2, idx2 = s2.topk(c, dim=-1)  # (b, c)
     # all c*c pair scores, then the best k pairs
@@ -85,6 +90,37 @@ def product_key_topk(
     i = idx1.gather(1, best // c)  # (b, k) sub-key of the first half
     j = idx2.gather(1, best % c)  # (b, k) sub-key of the second half
     return scores, i * m + j
+
+
+def product_key_topk(
+    q: torch.Tensor, keys1: torch.Tensor, keys2: torch.Tensor, k: int, c: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact top-k slots of a product-key memory without scoring all M = m*m slots.
+
+    q (b, d_k), keys1 and keys2 (m, d_k/2), k slots, c candidates per half (clamped to m).
+    Returns scores (b, k) in descending order and slots (b, k) with slot = i*m + j.
+    """
+    check_product_key_args(keys1.shape[0], q.shape[-1], k, c)
+    return best_pairs(*subkey_scores(q, keys1, keys2), k, c)
+
+
+def subkey_balance(s1: torch.Tensor, s2: torch.Tensor, c: int) -> torch.Tensor:
+    """Load-balancing loss over sub-keys (Switch Transformer's, Fedus et al. 2022, per half).
+
+    For each half: f_i = fraction of users that keep sub-key i among their best c, p_i = mean
+    softmax probability of sub-key i; loss = (m / c) * sum_i f_i p_i, which is 1 when usage is
+    uniform and grows as users crowd onto the same sub-keys. Returns the mean over the halves.
+    The gradient flows through p (f counts are constants), spreading queries over the keys.
+    """
+    losses = []
+    for s in (s1, s2):
+        m = s.shape[-1]
+        c_kept = min(c, m)
+        chosen = torch.zeros_like(s).scatter_(1, s.topk(c_kept, dim=-1).indices, 1.0)  # (b, m)
+        f = chosen.mean(dim=0).detach()
+        p = s.softmax(dim=-1).mean(dim=0)
+        losses.append(m / c_kept * (f * p).sum())
+    return torch.stack(losses).mean()
 
 
 class ProductKeyMemory(nn.Module):
@@ -140,10 +176,12 @@ class ProductKeyMemory(nn.Module):
             raise ValueError(f"num_experts={k} must lie in 1..{self.num_slots} (memory slots)")
         q = self.query(x, pad)
         c = max(self.candidates, min(k, self.subkeys))
-        scores, slots = product_key_topk(q, self.keys1, self.keys2, k, c)  # (b, e) each
+        s1, s2 = subkey_scores(q, self.keys1, self.keys2)  # (b, m) each
+        scores, slots = best_pairs(s1, s2, k, c)  # (b, e) each
         gates = scores.softmax(dim=-1) * k  # the gates average 1 for any k
         experts = self.values(slots) * rearrange(gates, "b e -> b e 1")
-        return Retrieval(experts=experts, slots=slots, scores=scores)
+        return Retrieval(experts=experts, slots=slots, scores=scores,
+                         balance=subkey_balance(s1, s2, c))  # fmt: skip
 
     def memory_parameters(self) -> list[nn.Parameter]:
         """The value table, for an optimizer group with a higher learning rate."""

@@ -53,7 +53,7 @@ def test_each_layer_is_causal(name):
     m = model(name)
     items = histories()
     x, pad = m.embed(items)
-    experts, _, _ = m.initial_experts(items[:, :0], items.shape[0])
+    experts = m.initial_experts(items[:, :0], items.shape[0]).experts
     changed_x = x.clone()
     changed_x[:, 9:] = torch.randn_like(changed_x[:, 9:])
     for block in m.blocks:
