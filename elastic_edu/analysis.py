@@ -116,4 +116,5 @@ def usage_stats(counts) -> dict:
     counts = np.asarray(counts, dtype=np.float64)
     used = float((counts > 0).mean())
     ent = _entropy(counts) if counts.sum() > 0 else 0.0
-    return {"fraction_used": used, "entropy": ent, "relative_entropy": ent / np.log(len(counts))}
+    return {"fraction_used": used, "entropy": ent,
+            "relative_entropy": float(ent / np.log(len(counts)))}  # fmt: skip

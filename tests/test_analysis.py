@@ -7,13 +7,14 @@ import pytest
 import torch
 
 from elastic_edu.analysis import (
+    assignment_entropy,
     expert_assignments,
     nmi,
+    per_user_nmi,
     shuffled_nmi,
     slot_counts,
     usage_stats,
 )
-from elastic_edu.config import ModelConfig
 from elastic_edu.models import build_model
 
 
@@ -54,27 +55,37 @@ def test_nmi_extremes_and_errors():
         nmi([1, 2], [1])
 
 
-def test_assignments_and_slot_counts():
+@pytest.mark.parametrize(
+    ("name", "lengths"),
+    [("elastic", [7, 11]), ("elastic-causal", [7, 12]), ("lda-causal", [7, 12])],
+)
+def test_assignments_cover_the_items_the_model_reads(tiny_config, name, lengths):
+    """A non-causal model reads its last max_len - 1 items and a [MASK]; a causal one max_len."""
     torch.manual_seed(0)
-    cfg = ModelConfig(
-        model="elastic",
-        num_items=30,
-        max_len=12,
-        dim=16,
-        heads=2,
-        layers=1,
-        dropout=0.0,
-        experts=4,
-        subkeys=4,
-        candidates=4,
-        key_dim=8,
-    )
-    model = build_model(cfg)
-    hist = [np.arange(1, 8), np.arange(5, 20)]
-    assign = expert_assignments(model, hist)
-    assert [len(a) for a in assign] == [7, 12]
+    model = build_model(tiny_config(name, max_len=12, num_experts=4))
+    assign = expert_assignments(model, [np.arange(1, 8), np.arange(5, 20)])
+    assert [len(a) for a in assign] == lengths
     assert all(((a >= 0) & (a < 4)).all() for a in assign)
-    counts = slot_counts(model, hist)
+
+
+def test_slot_counts_and_usage(tiny_config):
+    torch.manual_seed(0)
+    model = build_model(tiny_config("elastic", max_len=12, num_experts=4))
+    counts = slot_counts(model, [np.arange(1, 8), np.arange(5, 20)])
     assert counts.shape == (16,) and counts.sum() == 2 * 4
     stats = usage_stats(counts)
     assert 0 < stats["fraction_used"] <= 0.5 and 0 < stats["relative_entropy"] <= 1
+
+
+def test_assignment_entropy_counts_the_experts_a_history_uses():
+    one = assignment_entropy([np.zeros(10, dtype=int)])
+    two = assignment_entropy([np.array([0, 1] * 5)])
+    assert one == {"entropy": 0.0, "effective_experts": 1.0}
+    assert abs(two["effective_experts"] - 2.0) < 1e-9
+
+
+def test_per_user_nmi_reads_each_history_on_its_own():
+    a = [np.array([0, 0, 1, 1]), np.array([1, 1, 0, 0])]  # the ids swap between users
+    labels = [np.array([3, 3, 7, 7]), np.array([3, 3, 7, 7])]
+    assert per_user_nmi(a, labels) == pytest.approx(1.0)
+    assert nmi(np.concatenate(a), np.concatenate(labels)) < 1.0  # pooled, the ids disagree
