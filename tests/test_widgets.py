@@ -10,10 +10,12 @@ import pytest
 import torch
 
 from elastic_edu import ModelConfig
-from elastic_edu.data import leave_one_out, load_sequences, pad_left
+from elastic_edu.data import leave_one_out, load_sequences
+from elastic_edu.histories import PAD
 from elastic_edu.metrics import recommend
 from elastic_edu.models import build_model
 from elastic_edu.nn.reference import full_keys
+from elastic_edu.widgets.interests import window_items
 from elastic_edu.widgets import (
     ComplexityExplorer,
     InterestInspector,
@@ -32,12 +34,14 @@ def data():
                           min_len=8, seed=1)  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def model(data):
+@pytest.fixture(scope="module", params=["elastic", "elastic-causal"])
+def model(request, data):
+    """Both ELASTIC forms: the paper's non-causal reading and the causal one."""
+    from tests.conftest import make_tiny_config
+
     torch.manual_seed(0)
-    config = ModelConfig(model="elastic", num_items=data.num_items, max_len=20, dim=16, heads=2,
-                         layers=2, dropout=0.0, experts=TRAINED_K, subkeys=6, candidates=4,
-                         key_dim=8)  # fmt: skip
+    config = make_tiny_config(request.param, num_items=data.num_items, max_len=20,
+                              num_experts=TRAINED_K, subkeys=6, candidates=4, context=20)  # fmt: skip
     return build_model(config).eval()
 
 
@@ -49,21 +53,35 @@ def inspector(model, data):
 def with_k(model, k: int):
     """An independent reference: a copy of `model` built to retrieve k experts."""
     other = copy.deepcopy(model)
-    other.memory.experts = k
+    other.memory.num_experts = k
     other.memory.candidates = max(other.memory.candidates, k)
     return other
 
 
 def encoded(model, history) -> torch.Tensor:
-    return pad_left([history], model.config.max_len)
+    return model.prepare([history])
+
+
+def retrieval_query(model, items: torch.Tensor) -> torch.Tensor:
+    """The memory's query for items (b, n), the way each ELASTIC form builds it."""
+    if model.causal:  # the older items before the window
+        _, context = model.split(items)
+        if context.shape[1] == 0:
+            context = torch.zeros(items.shape[0], 1, dtype=torch.long)
+        pad = context == PAD
+        return model.memory.query(model.item_emb(context) * (~pad)[..., None], pad)
+    return model.memory.query(*model.embed(items))
 
 
 def expected(model, history, k: int, layer: int, head: int | None):
     """What the widgets must show, from the model's own `encode` (with k experts)."""
-    reference = model if k == model.memory.experts else with_k(model, k)
+    reference = model if k == model.memory.num_experts else with_k(model, k)
+    items = encoded(model, history)
     with torch.no_grad():
-        out = reference.encode(encoded(model, history), return_weights=True)
-    agg, dis = out.aggregate[layer][0], out.dispatch[layer][0]  # (h, e, n), (h, n, e)
+        out = reference.encode(items, return_weights=True)
+    keep = window_items(model, items[0, -out.hidden.shape[1] :])
+    agg = out.aggregate[layer][0][..., keep]  # (h, e, n)
+    dis = out.dispatch[layer][0][:, keep]  # (h, n, e)
     agg = agg.mean(0) if head is None else agg[head]
     dis = dis.mean(0) if head is None else dis[head]
     recs = [i for i, _ in recommend(reference, history, 10)]
@@ -92,7 +110,8 @@ def assert_shows(ins: InterestInspector, model, data, user, k, layer, head):
     np.testing.assert_allclose(got["scores"], want["scores"], atol=1e-6)
     assert got["recs"] == want["recs"]
     assert got["heat_rows"] == list(ins.slots_fig.data[0].y)
-    assert got["reads"].shape == (k, min(len(history), model.config.max_len))
+    window = model.config.max_len - (0 if model.causal else 1)  # a [MASK] reads out
+    assert got["reads"].shape == (k, min(len(history), window))
 
 
 def test_encode_with_trained_k_is_the_models_encode(model):
@@ -115,14 +134,16 @@ def test_other_k_matches_a_model_built_for_it_and_leaves_the_model_alone(model, 
         got = encode_with_experts(model, items, k)
         want = with_k(model, k).encode(items, return_weights=True)
     torch.testing.assert_close(got.hidden, want.hidden)
-    assert got.slots.shape == (2, k) and got.aggregate[0].shape == (2, 2, k, 15)
+    n = 15 if model.causal else 20  # the non-causal form's encode sees its input as it is
+    assert got.slots.shape == (2, k) and got.aggregate[0].shape[:3] == (2, 2, k)
+    del n
     assert torch.equal(got.slots, want.slots)
     # k > candidates: the search widens c, so the slots are still the exact top k of all M
-    x, pad = model.embed(items)
     with torch.no_grad():
-        brute = model.memory.query(x, pad) @ full_keys(model.memory.keys1, model.memory.keys2).T
+        keys = full_keys(model.memory.keys1, model.memory.keys2)
+        brute = retrieval_query(model, items) @ keys.T
     torch.testing.assert_close(got.slot_scores, brute.topk(k).values)
-    assert model.memory.experts == TRAINED_K and model.config == config
+    assert model.memory.num_experts == TRAINED_K and model.config == config
     assert all(torch.equal(p, before[n]) for n, p in model.state_dict().items())
 
 
@@ -161,7 +182,7 @@ def test_changing_k_retrieves_k_experts(inspector, model, data, k):
     inspector.set_k(k)
     assert inspector.k == k and len(inspector.slots_fig.data[0].x) == k
     assert_shows(inspector, model, data, inspector.user, k, 0, 0)
-    assert model.memory.experts == TRAINED_K and model.config.experts == TRAINED_K
+    assert model.memory.num_experts == TRAINED_K and model.config.num_experts == TRAINED_K
 
 
 @pytest.mark.parametrize(("layer", "head"), [(1, 0), (0, 1), (1, None)])
@@ -188,7 +209,7 @@ def test_titles_and_genres_are_shown_for_movielens_like_data(model, data):
     movies.item_genres = [[]] + [["Drama", "Comedy"]] * movies.num_items
     ins = InterestInspector(model, movies)
     assert [t.type for t in ins.strip_fig.data].count("heatmap") == 1  # no planted row
-    first = movies.sequences[ins.user][:-1][-model.config.max_len]
+    first = ins.inspection.items[0]
     assert f"Film &lt;{first}&gt;" in ins.history_html.value
     assert "Drama, Comedy" in ins.history_html.value
     # the slot figure names each slot's nearest items (dot product of value row and items)

@@ -25,7 +25,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from elastic_edu import viz
-from elastic_edu.config import ModelConfig
+from elastic_edu.config import MemoryConfig, ModelConfig
 from elastic_edu.models import build_model
 
 MODELS = ("SASRec", "ELASTIC")
@@ -72,8 +72,8 @@ def small_models(
                   dropout=0.0)  # fmt: skip
     configs = {
         "SASRec": ModelConfig(model="sasrec", attention="naive", **common),
-        "ELASTIC": ModelConfig(model="elastic", experts=experts, subkeys=32,
-                               candidates=experts, key_dim=32, **common),
+        "ELASTIC": ModelConfig(model="elastic", num_experts=experts, **common,
+                               memory=MemoryConfig(subkeys=32, candidates=experts, key_dim=32)),
     }  # fmt: skip
     return {name: build_model(c).eval() for name, c in configs.items()}
 

@@ -77,7 +77,7 @@ class InterestInspector:
             raise TypeError(f"{type(model).__name__} has no interest memory: pass an ELASTIC model")
         self.model, self.data = model, data
         self.split = split if split is not None else leave_one_out(data)
-        self.trained_k = model.memory.experts
+        self.trained_k = model.memory.num_experts
         self.top, self.exclude_history = top, exclude_history
         self._row = {int(u): j for j, u in enumerate(self.split.test.users)}
         if not self._row:

@@ -58,11 +58,22 @@ def nearest_items(model, slots: torch.Tensor, count: int = 5) -> np.ndarray:
     return sim.topk(count, dim=-1).indices.cpu().numpy()  # (e, count)
 
 
+def window_items(model, window: torch.Tensor) -> torch.Tensor:
+    """bool (n,): the positions of an encoded window (n,) that hold history items.
+
+    Padding and a non-causal model's [MASK] read-out token are left out of the figures.
+    """
+    keep = window != PAD
+    if "cloze" in model.objectives:
+        keep &= window != model.mask_token
+    return keep
+
+
 @dataclass
 class Inspection:
     """Everything the inspector draws for one history and one k (numpy, batch dropped).
 
-    items (n,) the ids encoded (last max_len of the history); slots, slot_scores (e,);
+    items (n,) the history's ids the model encodes (its window); slots, slot_scores (e,);
     nearest (e, count) item ids per slot; aggregate: per layer (h, e, n); dispatch: per layer
     (h, n, e); top (t,) recommended ids, best first, and their scores top_scores (t,);
     target: the held-out item or None, target_rank its 1-based rank (ties against the model).
@@ -116,7 +127,8 @@ def inspect_history(
     try:
         prepared = model.prepare([history])  # (1, c + n): what the model reads
         out = encode_with_experts(model, prepared, k)
-        kept = prepared[0, -out.hidden.shape[1] :].cpu().numpy()  # the window's ids
+        window = prepared[0, -out.hidden.shape[1] :]
+        keep = window_items(model, window)  # the history's items, not padding nor [MASK]
         scores = model.scores_from(out.hidden[:, -1])  # the path of model.score
         exclude = torch.zeros_like(scores, dtype=torch.bool)
         if exclude_history:
@@ -128,12 +140,12 @@ def inspect_history(
             t = torch.tensor([target], device=scores.device)
             rank = int(ranks_from_scores(scores, t, exclude)[0])
         return Inspection(
-            items=kept,
+            items=window[keep].cpu().numpy(),
             slots=out.slots[0].cpu().numpy(),
             slot_scores=out.slot_scores[0].float().cpu().numpy(),
             nearest=nearest_items(model, out.slots[0], nearest),
-            aggregate=[a[0].float().cpu().numpy() for a in out.aggregate],
-            dispatch=[d[0].float().cpu().numpy() for d in out.dispatch],
+            aggregate=[a[0][..., keep].float().cpu().numpy() for a in out.aggregate],
+            dispatch=[d[0][:, keep].float().cpu().numpy() for d in out.dispatch],
             top=best.indices.cpu().numpy(),
             top_scores=best.values.cpu().numpy(),
             target=None if target is None else int(target),
