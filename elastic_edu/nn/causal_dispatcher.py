@@ -15,19 +15,20 @@ and history states x_1..x_n:
 
 - The expert queries depend on the window's experts only, never on positions, so the sums over
   s <= t are cumulative sums: O(n e d) time and memory, computed for every t at once.
-- lambda_e = softplus(w . E_e) >= 0 is a recency rate: the weight of item s grows like
-  exp(lambda_e s), so an expert with a large rate summarises the last few items and one with
-  rate 0 the whole prefix. Softmax over s <= t ignores any offset of s, so a history needs no
+- lambda_e = MAX_RATE * sigmoid(w . E_e) in [0, MAX_RATE] is a recency rate: the weight of item
+  s grows like exp(lambda_e s), so an expert with a large rate summarises the last few items and
+  one with rate 0 the whole prefix. Softmax over s <= t ignores any offset of s, so a history needs no
   position embedding, and a state carried event by event (`CausalDispatcherState`) gives the
   same summaries as the whole window.
 - The expert's own entry (k_e0, v_e0) is always in the sum: the softmax is never empty, and a
   history of one item is already a mixture of prior and evidence.
 - The dispatch score adds a content term (x_t Wg) . A_e(t): moving the projection onto the
   query side avoids a (position, expert) d x d projection of A.
-- Stability: the cumulative sums use the window's largest score per expert as reference; when a
-  prefix's weights underflow there (scores spread over more than ~80 in float32) the layer
-  recomputes them in float64, and raises if even that underflows. The event-by-event state keeps
-  an exact running maximum instead.
+- Stability: the cumulative sums run over chunks of CHUNK positions, each weighted relative to its
+  own largest score, with what came before carried in as a running average and weight, so exp()
+  only spans the scores of one chunk; if a prefix's weights still underflow (scores within a chunk
+  spread over more than ~80 in float32) the layer recomputes in float64, and raises if even that
+  underflows. The event-by-event state keeps an exact running maximum.
 """
 
 from __future__ import annotations
@@ -57,29 +58,48 @@ def prefix_softmax_average(
     positions come before the experts so that each position's read of the experts is a
     plain batched matrix product.
     """
+    return torch.cat(prefix_average_parts(scores, values, own_score, own_value), dim=2)
+
+
+def prefix_average_parts(scores, values, own_score, own_value) -> list[torch.Tensor]:
+    """`prefix_softmax_average` as a list of chunks of CHUNK positions, (b, h, c, e, d) each."""
     dtype = torch.float64 if scores.dtype == torch.float64 else torch.float32
-    out = _prefix_average(scores.to(dtype), values.to(dtype), own_score.to(dtype),
-                          own_value.to(dtype))  # fmt: skip
-    if out is None and dtype == torch.float32:
-        out = _prefix_average(scores.double(), values.double(), own_score.double(),
-                              own_value.double())  # fmt: skip
-        out = None if out is None else out.float()
-    if out is None:
+    args = (scores, values, own_score, own_value)
+    parts = _prefix_average(*(a.to(dtype) for a in args))
+    if parts is None and dtype == torch.float32:
+        parts = _prefix_average(*(a.double() for a in args))
+        parts = None if parts is None else [p.float() for p in parts]
+    if parts is None:
         raise FloatingPointError(
             "causal dispatcher: the scores of one window span more than exp() can represent "
             "(a prefix has all its weights underflow); the weights have diverged"
         )
-    return out
+    return parts
 
 
-def _prefix_average(scores, values, own_score, own_value) -> torch.Tensor | None:
-    ref = torch.maximum(scores.amax(dim=-1), own_score).detach()  # (b, h, e)
-    w = rearrange(torch.exp(scores - ref[..., None]), "b h e n -> b h n e")
-    w_own = torch.exp(own_score - ref)  # (b, h, e)
-    with torch.no_grad():
-        if ((w.cumsum(dim=2) + w_own[:, :, None]) == 0).any():  # all weights of a prefix
-            return None  # underflowed
-    return PrefixAverage.apply(w, w_own, values, own_value)
+MAX_RATE = 2.0  # the largest recency rate: an item weighs e^-2 of the one after it
+CHUNK = 32  # positions per reference: bounds the spread of scores exp() must hold
+
+
+def _prefix_average(scores, values, own_score, own_value) -> list[torch.Tensor] | None:
+    """Chunks of CHUNK positions, each weighted relative to its own largest score (and what came
+    before): within a chunk the recency term spreads the scores by at most MAX_RATE * CHUNK.
+    What came before enters a chunk as its own entry: the running average so far, weighted by the
+    running sum of weights. Returns None when a prefix's weights all underflow."""
+    carry_ref, carry_w, carry_v = own_score.detach(), torch.ones_like(own_score), own_value
+    parts = []
+    for lo in range(0, scores.shape[-1], CHUNK):
+        a = scores[..., lo : lo + CHUNK]  # (b, h, e, c)
+        ref = torch.maximum(a.amax(dim=-1), carry_ref).detach()  # (b, h, e)
+        w = rearrange(torch.exp(a - ref[..., None]), "b h e n -> b h n e")
+        w_own = carry_w * torch.exp(carry_ref - ref)  # (b, h, e)
+        with torch.no_grad():
+            if ((w.cumsum(dim=2) + w_own[:, :, None]) == 0).any():
+                return None
+        part = PrefixAverage.apply(w, w_own, values[:, :, lo : lo + CHUNK], carry_v)
+        carry_ref, carry_w, carry_v = ref, w_own + w.sum(dim=2), part[:, :, -1]
+        parts.append(part)
+    return parts
 
 
 class PrefixAverage(torch.autograd.Function):
@@ -160,10 +180,10 @@ class CausalDispatcherAttention(nn.Module):
         self.to_kv = nn.Linear(dim, 2 * dim, bias=False)  # history (and experts) -> keys, values
         self.to_route = nn.Linear(dim, 2 * dim, bias=False)  # history -> dispatch queries
         self.to_expert_key = nn.Linear(dim, dim, bias=False)  # experts -> dispatch keys
-        self.to_rate = nn.Linear(dim, heads)  # experts -> recency rates
+        self.to_rate = nn.Linear(dim, heads)  # experts -> recency rates in [0, MAX_RATE]
         self.to_out = nn.Linear(dim, dim)
         nn.init.zeros_(self.to_rate.weight)
-        nn.init.constant_(self.to_rate.bias, -3.0)  # softplus(-3) = 0.05 per item
+        nn.init.constant_(self.to_rate.bias, -3.66)  # 2 * sigmoid(-3.66) = 0.05 per item
 
     def expert_terms(self, experts: torch.Tensor) -> dict[str, torch.Tensor]:
         """experts (b, e, d), normalised -> what stays fixed for the window, per head."""
@@ -171,7 +191,7 @@ class CausalDispatcherAttention(nn.Module):
         q = rearrange(self.to_q(experts), "b e (h d) -> b h e d", h=h)
         k0, v0 = rearrange(self.to_kv(experts), "b e (two h d) -> two b h e d", two=2, h=h)
         key = rearrange(self.to_expert_key(experts), "b e (h d) -> b h e d", h=h)
-        rate = rearrange(F.softplus(self.to_rate(experts)), "b e h -> b h e")
+        rate = rearrange(MAX_RATE * torch.sigmoid(self.to_rate(experts)), "b e h -> b h e")
         own = einsum(q, k0, "b h e d, b h e d -> b h e") * q.shape[-1] ** -0.5
         return {"q": q, "own_score": own, "own_value": v0, "key": key, "rate": rate}
 
@@ -189,9 +209,13 @@ class CausalDispatcherAttention(nn.Module):
         scores = einsum(terms["q"], k, "b h e d, b h n d -> b h e n") * k.shape[-1] ** -0.5
         scores = scores + terms["rate"][..., None] * rearrange(time, "b n -> b 1 1 n")
         scores = scores.masked_fill(rearrange(pad, "b n -> b 1 1 n"), float("-inf"))
-        summary = prefix_softmax_average(scores, v, terms["own_score"], terms["own_value"])
-        summary = summary.to(x.dtype)  # (b, h, n, e, d)
-        out, dispatch = self._dispatch(x, terms, summary)
+        parts = prefix_average_parts(scores, v, terms["own_score"], terms["own_value"])
+        outs, dispatch = [], []  # each chunk of positions reads its experts' summaries
+        for lo, part in zip(range(0, x.shape[1], CHUNK), parts):  # part (b, h, c, e, d)
+            o, d = self._dispatch(x[:, lo : lo + CHUNK], terms, part.to(x.dtype))
+            outs.append(o)
+            dispatch.append(d)
+        out, dispatch = torch.cat(outs, dim=1), torch.cat(dispatch, dim=2)
         aggregate = None
         if return_weights:  # each expert's weights over the items, as the last position sees them
             ref = torch.maximum(scores.amax(-1), terms["own_score"])[..., None]

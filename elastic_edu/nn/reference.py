@@ -14,7 +14,7 @@ from einops import repeat
 from torch import nn
 
 from elastic_edu.nn.attention import CausalSelfAttention
-from elastic_edu.nn.causal_dispatcher import CausalDispatcherAttention
+from elastic_edu.nn.causal_dispatcher import MAX_RATE, CausalDispatcherAttention
 from elastic_edu.nn.dispatcher import DispatcherAttention, Projections
 
 
@@ -183,7 +183,7 @@ def causal_dispatcher_reference(
     kv_x, kv_e = _linear(attn.to_kv, x), _linear(attn.to_kv, experts)
     route = _linear(attn.to_route, x)
     key_e = _linear(attn.to_expert_key, experts)
-    rate = torch.nn.functional.softplus(_linear(attn.to_rate, experts))  # (b, e, h)
+    rate = MAX_RATE * torch.sigmoid(_linear(attn.to_rate, experts))  # (b, e, h)
     merged = torch.zeros(b_size, n_size, dim, dtype=torch.float64)
     dispatch = torch.zeros(b_size, heads, n_size, e_size, dtype=torch.float64)
     for b in range(b_size):

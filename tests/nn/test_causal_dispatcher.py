@@ -170,3 +170,31 @@ def test_prefix_average_gradients_match_autograd_of_the_plain_lines():
                                (w, w_own, values, own))  # fmt: skip
     for a, b in zip(fast, slow):
         torch.testing.assert_close(a, b)
+
+
+def test_long_windows_with_steep_recency_stay_finite_and_exact():
+    """Recency spreads a window's scores by rate * n: 2 * 300 = 600, far beyond float32's exp()
+    range. The chunked sums keep every prefix exact, and so do their gradients."""
+    n = 300
+    scores = (2.0 * torch.arange(1, n + 1, dtype=torch.float32)).reshape(1, 1, 1, n)
+    values = torch.randn(1, 1, n, 2, requires_grad=True)
+    own_v = torch.zeros(1, 1, 1, 2)
+    out = prefix_softmax_average(scores, values, torch.zeros(1, 1, 1), own_v)
+    exact = []
+    for t in range(n):
+        w = torch.cat([torch.zeros(1), scores[0, 0, 0, : t + 1]]).double().softmax(0)
+        v = torch.cat([own_v[0, 0], values[0, 0, : t + 1].detach()]).double()
+        exact.append(w @ v)
+    torch.testing.assert_close(out[0, 0, :, 0].double(), torch.stack(exact), rtol=1e-5, atol=1e-5)
+    out.sum().backward()
+    assert torch.isfinite(values.grad).all()
+
+
+def test_windows_longer_than_a_chunk_match_the_reference():
+    from elastic_edu.nn.causal_dispatcher import CHUNK
+
+    attn = layer(rate_spread=2.0)
+    x, experts, pad = inputs(b=2, n=CHUNK + 9, e=2)
+    pad[1, :5] = True
+    ref, _ = causal_dispatcher_reference(attn, x, experts, pad)
+    torch.testing.assert_close(attn(x, experts, pad).x[~pad], ref[~pad], rtol=1e-10, atol=1e-10)
