@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from elastic_edu.metrics import evaluate
+from elastic_edu.metrics import NonFiniteScores, evaluate
 
 
 def world_size_from_env() -> int:
@@ -51,11 +51,39 @@ class Context:
         return net
 
     def validate(self, model, eval_set, batch_size: int) -> dict:
-        """Rank 0 evaluates; every rank gets its metrics (so they keep the same best weights)."""
-        metrics = [evaluate(model, eval_set, batch_size=batch_size) if self.is_main else None]
+        """Rank 0 evaluates; every rank gets its metrics (so they keep the same best weights).
+
+        Non-finite scores raise NonFiniteScores on every rank, not only on rank 0 (the others
+        would wait for its metrics forever).
+        """
+        metrics: list = [None]
+        if self.is_main:
+            try:
+                metrics = [evaluate(model, eval_set, batch_size=batch_size)]
+            except NonFiniteScores as err:
+                if not self.active:
+                    raise
+                metrics = [("NonFiniteScores", str(err))]
         if self.active:
             dist.broadcast_object_list(metrics, src=0)
+        if isinstance(metrics[0], tuple):
+            raise NonFiniteScores(metrics[0][1])
         return metrics[0]
+
+    def all_finite(self, loss: torch.Tensor) -> bool:
+        """Whether the loss is finite on every rank (all raise together, none waits)."""
+        bad = (~torch.isfinite(loss.detach())).float().reshape(1)
+        if self.active:
+            dist.all_reduce(bad, op=dist.ReduceOp.MAX)
+        return not bool(bad.item())
+
+    def rng_states(self) -> list[torch.Tensor] | None:
+        """Every rank's torch generator state (ranks draw different dropout), for resuming."""
+        if not self.active:
+            return None
+        states = [None] * self.world_size
+        dist.all_gather_object(states, torch.get_rng_state())
+        return states
 
     def agree_to_stop(self, run) -> None:
         """Every rank takes the first reason to stop that any rank has (a signal, the clock)."""
