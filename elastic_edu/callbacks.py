@@ -182,6 +182,9 @@ def resume_payload(run: Run) -> dict:
             "valid": run.best_valid,
             "state_dict": run.best_state,
         },  # fmt: skip
-        "rng": {"torch": torch.get_rng_state(), "numpy": run.rng.bit_generator.state,
-                "torch_ranks": run.rank_rng},  # fmt: skip
+        "rng": {
+            "torch": torch.get_rng_state(),
+            "numpy": run.rng.bit_generator.state,
+            "torch_ranks": run.rank_rng,
+        },  # fmt: skip
     }
