@@ -220,7 +220,7 @@ def cmd_train(args) -> int:
     data, split = _load(args)
     mc, tc = _configs(args.model, data.num_items, args)
     _check_resources(mc, tc)
-    print(f"data: {data.name} {data.summary()}; evaluated users: {len(split.test)}")
+    _say(f"data: {data.name} {data.summary()}; evaluated users: {len(split.test)}")
     result = run(split, mc, tc, dataset=args.dataset, progress=not args.quiet,
                  checkpoint=ckpt, resume=args.resume)  # fmt: skip
     if not result.get("is_main", True):
@@ -248,16 +248,20 @@ def cmd_compare(args) -> int:
     plans = _plans(args, data.num_items)
     for _, mc, tc in plans:
         _check_resources(mc, tc)
-    print(f"data: {data.name} {data.summary()}; evaluated users: {len(split.test)}")
+    _say(f"data: {data.name} {data.summary()}; evaluated users: {len(split.test)}")
     runs: dict[str, list[dict]] = {}
     for label, mc, tc in plans:
         res = run(split, mc, tc, dataset=args.dataset, progress=not args.quiet)
         if res["stopped"] == "interrupted":
             raise KeyboardInterrupt
+        if not res.get("is_main", True):  # under torchrun, rank 0 evaluates and reports
+            continue
         runs.setdefault(label, []).append(jsonable(res))
         print(f"{label} seed {tc.seed}: test NDCG@10 {res['test']['NDCG@10']:.4f} "
               f"HR@10 {res['test']['HR@10']:.4f} ({res['epochs']} epochs, "
               f"{res['train_seconds']:.0f} s, {res['stopped']})", flush=True)  # fmt: skip
+    if not runs:  # another rank than 0
+        return 0
     rows = {label: summarise(r) for label, r in runs.items()}
     table = format_table(rows)
     print("\n" + table)
@@ -288,6 +292,14 @@ def _plans(args, num_items: int) -> list[tuple]:
         except ValueError as err:
             raise UserError(f"--models {spec}: {err}") from None
     return plans
+
+
+def _say(text: str) -> None:
+    """Print on rank 0 only (under torchrun every process runs the command)."""
+    from elastic_edu.distributed import is_main_from_env
+
+    if is_main_from_env():
+        print(text, flush=True)
 
 
 def paired_tests(runs: dict[str, list[dict]], test) -> dict:

@@ -25,6 +25,11 @@ def world_size_from_env() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def is_main_from_env() -> bool:
+    """Whether this process is rank 0 (or the only one), before any process group exists."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 @dataclass
 class Context:
     """Where this process stands: rank, world size, and what differs between ranks."""
@@ -85,13 +90,20 @@ class Context:
         dist.all_gather_object(states, torch.get_rng_state())
         return states
 
-    def agree_to_stop(self, run) -> None:
-        """Every rank takes the first reason to stop that any rank has (a signal, the clock)."""
+    def agree_to_stop(self, run) -> str | None:
+        """Every rank takes the first reason to stop that any rank has (a signal, the clock).
+
+        Returns the agreed reason: the loop decides with it, not with `run.stopped`, which a
+        signal may set on one rank between two agreements (the ranks would then part ways and
+        wait for each other forever).
+        """
         if not self.active:
-            return
+            return run.stopped
         reasons = [None] * self.world_size
         dist.all_gather_object(reasons, run.stopped)
-        run.stopped = next((r for r in reasons if r), None)
+        agreed = next((r for r in reasons if r), None)
+        run.stopped = run.stopped or agreed
+        return agreed
 
 
 def context(device: torch.device) -> Context:
@@ -110,6 +122,13 @@ def context(device: torch.device) -> Context:
 
 
 def shutdown() -> None:
-    """End the process group, if this process started one."""
+    """End the process group, if this process started one, once every rank gets here.
+
+    The barrier keeps the other ranks alive while rank 0 evaluates and writes the results:
+    a rank that left first made torchrun stop the whole job, rank 0 included.
+    """
     if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+        try:
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()

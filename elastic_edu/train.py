@@ -119,9 +119,11 @@ def fit(
     A model without objectives (popularity) is counted instead of trained.
     """
     config = config or TrainConfig()
-    if not model.objectives:
+    if not model.objectives:  # every process counts; rank 0 reports
         model.count(split.train)
-        return FitResult(model=model, stopped="counted", device=str(model.device))
+        return FitResult(model=model, stopped="counted", device=str(model.device),
+                         world_size=distributed.world_size_from_env(),
+                         is_main=distributed.is_main_from_env())  # fmt: skip
     check_objective(model.name, config.objective)
     seed_everything(config.seed)
     dist = distributed.context(choose_device(config.device))
@@ -145,7 +147,8 @@ def fit(
     for hook in hooks:
         hook.on_fit_start(run)
     with interruptible(run):
-        while run.epoch < config.epochs and not run.stopped:
+        agreed = None  # the reason to stop that every rank has seen (see agree_to_stop)
+        while run.epoch < config.epochs and not agreed:
             run.epoch += 1
             model.train()
             batches = sampler.epoch(run.rng)
@@ -169,13 +172,14 @@ def fit(
                 losses.append(run.loss)
                 for hook in hooks:
                     hook.on_step_end(run)
-                dist.agree_to_stop(run)
-                if run.stopped:
+                agreed = dist.agree_to_stop(run)
+                if agreed:
                     break
+            agreed = dist.agree_to_stop(run)  # a signal may have come after the last step
             # an interrupted epoch is neither validated nor a point to resume from
-            run.partial = len(losses) < len(batches) or run.stopped == "interrupted"
+            run.partial = len(losses) < len(batches) or agreed == "interrupted"
             row = {"epoch": run.epoch, "loss": float(np.mean(losses)), "seconds": run.seconds}
-            if run.stopped != "interrupted" and (
+            if agreed != "interrupted" and (
                 run.epoch % config.eval_every == 0 or run.epoch == config.epochs
             ):
                 valid = _validate(dist, model, split, config, run.epoch)
@@ -188,8 +192,8 @@ def fit(
                 run.rank_rng = dist.rng_states()
             for hook in hooks:
                 hook.on_epoch_end(run)
-            dist.agree_to_stop(run)
-    run.stopped = run.stopped or "epochs"
+            agreed = dist.agree_to_stop(run)
+    run.stopped = agreed or run.stopped or "epochs"
     if run.best_state is not None:
         model.load_state_dict(run.best_state)
     for hook in hooks:
