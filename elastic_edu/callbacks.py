@@ -41,9 +41,11 @@ class Run:
     best_valid: dict = field(default_factory=dict)
     best_state: dict | None = None
     improved: bool = False
+    partial: bool = False  # the latest epoch was cut short (a signal, the clock)
     stopped: str | None = None
     started: float = field(default_factory=time.perf_counter)
     seconds_before: float = 0.0  # training time of the run this one resumes
+    rank_rng: list | None = None  # under torchrun: every rank's torch generator state
     is_main: bool = True  # rank 0 (or the only process): validates, checkpoints, reports
 
     @property
@@ -133,7 +135,7 @@ class ProgressBar(Callback):
 
 
 class Checkpointing(Callback):
-    """Save the best weights to `path` and, after every epoch, a resume checkpoint beside it.
+    """Save the best weights to `path` and, after every whole epoch, a resume checkpoint beside it.
 
     The resume checkpoint (`elastic_edu.checkpoint.last_path`) holds the optimizer, the history,
     the best weights so far and the random generators, so `fit(resume=True)` continues exactly.
@@ -147,7 +149,8 @@ class Checkpointing(Callback):
             return
         if run.improved:
             self._save_best(run)
-        atomic_save(resume_payload(run), last_path(self.path))
+        if not run.partial:  # resuming repeats a cut-short epoch from its start
+            atomic_save(resume_payload(run), last_path(self.path))
 
     def on_fit_end(self, run: Run) -> None:
         if run.is_main and run.best_state is not None:
@@ -179,5 +182,9 @@ def resume_payload(run: Run) -> dict:
             "valid": run.best_valid,
             "state_dict": run.best_state,
         },  # fmt: skip
-        "rng": {"torch": torch.get_rng_state(), "numpy": run.rng.bit_generator.state},
+        "rng": {
+            "torch": torch.get_rng_state(),
+            "numpy": run.rng.bit_generator.state,
+            "torch_ranks": run.rank_rng,
+        },  # fmt: skip
     }

@@ -40,9 +40,10 @@ def check_writable(path: str | Path, what: str = "output") -> Path:
     The parent folder is created if needed; a path that is a folder, or a folder that cannot be
     written, raises ValueError naming the path.
     """
+    raw = os.fspath(path)
     path = Path(path)
-    if str(path).endswith(os.sep) or path.is_dir():
-        raise ValueError(f"{what} {path} is a folder: give a file name")
+    if raw.endswith((os.sep, os.altsep or os.sep)) or path.is_dir():  # Path drops a final /
+        raise ValueError(f"{what} {raw} is a folder: give a file name")
     parent = path.parent if str(path.parent) else Path(".")
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -50,7 +51,10 @@ def check_writable(path: str | Path, what: str = "output") -> Path:
         os.close(fd)
         os.remove(probe)
     except OSError as err:
-        raise ValueError(f"{what} {path} cannot be written: {err.strerror or err}") from None
+        raise ValueError(
+            f"{what} {path} cannot be written: its folder {parent} takes no new file "
+            f"({err.strerror or err})"
+        ) from None
     return path
 
 

@@ -31,6 +31,21 @@ class UserError(ValueError):
     """A mistake in the command line: printed as one line, exit status 2."""
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse whose mistakes are UserErrors (one line, status 2) instead of a usage dump."""
+
+    def error(self, message: str):
+        raise UserError(f"{self.prog}: {message} (see --help)")
+
+
+def _count(text: str) -> int:
+    """argparse type: a non-negative integer."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} must not be negative")
+    return value
+
+
 def _field_type(f: dataclasses.Field, owner: type):
     hint = typing.get_type_hints(owner)[f.name]
     args = [a for a in typing.get_args(hint) if a is not type(None)]
@@ -72,7 +87,7 @@ def _add_data(parser: argparse.ArgumentParser) -> None:
                         "(default: ml-100k)")  # fmt: skip
     g.add_argument(
         "--kcore",
-        type=int,
+        type=_count,
         default=None,
         help="k-core filter (default: 5 for ml-1m and ml-20m, else none)",
     )
@@ -96,8 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     names = ", ".join(f"{n} ({s.default_objective or 'counted'})" for n, s in REGISTRY.items())
     raw = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(prog="python -m elastic_edu", description=__doc__,
-                                     formatter_class=raw)  # fmt: skip
+    parser = Parser(prog="python -m elastic_edu", description=__doc__,
+                    formatter_class=raw)  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True)
     models = "\n".join(f"  {n:<15} {s.summary}" for n, s in REGISTRY.items())
     p = sub.add_parser("train", help="train and evaluate one model",
@@ -179,6 +194,15 @@ def _configs(model: str, num_items: int, args, seed=None):
     return mc, tc
 
 
+def _check_resume(ckpt) -> None:
+    """--resume needs a readable resume checkpoint beside --checkpoint (checked before loading)."""
+    from elastic_edu.checkpoint import last_path, read_checkpoint
+
+    if ckpt is None:
+        raise UserError("--resume needs the --checkpoint of the run to continue")
+    read_checkpoint(last_path(ckpt))
+
+
 def _check_resources(mc, tc) -> None:
     from elastic_edu.profile import check_memory
 
@@ -190,12 +214,13 @@ def cmd_train(args) -> int:
 
     out = _check_output(args.out, "--out")
     ckpt = _check_output(args.checkpoint, "--checkpoint")
-    if args.resume and ckpt is None:
-        raise UserError("--resume needs the --checkpoint of the run to continue")
+    if args.resume:
+        _check_resume(ckpt)
+    _configs(args.model, 1, args)  # the settings, before the data are read
     data, split = _load(args)
     mc, tc = _configs(args.model, data.num_items, args)
     _check_resources(mc, tc)
-    print(f"data: {data.name} {data.summary()}; evaluated users: {len(split.test)}")
+    _say(f"data: {data.name} {data.summary()}; evaluated users: {len(split.test)}")
     result = run(split, mc, tc, dataset=args.dataset, progress=not args.quiet,
                  checkpoint=ckpt, resume=args.resume)  # fmt: skip
     if not result.get("is_main", True):
@@ -218,27 +243,25 @@ def cmd_compare(args) -> int:
     )
 
     out = _check_output(args.out, "--out")
+    _plans(args, 1)  # every spec, before the data are read
     data, split = _load(args)
-    plans = []
-    for spec in args.models:  # check every spec before training anything
-        try:
-            seeds = args.seeds[:1] if spec.partition(":")[0] == "popularity" else args.seeds
-            for seed in seeds:
-                plans.append((spec, *_configs(spec, data.num_items, args, seed)))
-        except ValueError as err:
-            raise UserError(f"--models {spec}: {err}") from None
+    plans = _plans(args, data.num_items)
     for _, mc, tc in plans:
         _check_resources(mc, tc)
-    print(f"data: {data.name} {data.summary()}; evaluated users: {len(split.test)}")
+    _say(f"data: {data.name} {data.summary()}; evaluated users: {len(split.test)}")
     runs: dict[str, list[dict]] = {}
     for label, mc, tc in plans:
         res = run(split, mc, tc, dataset=args.dataset, progress=not args.quiet)
         if res["stopped"] == "interrupted":
             raise KeyboardInterrupt
+        if not res.get("is_main", True):  # under torchrun, rank 0 evaluates and reports
+            continue
         runs.setdefault(label, []).append(jsonable(res))
         print(f"{label} seed {tc.seed}: test NDCG@10 {res['test']['NDCG@10']:.4f} "
               f"HR@10 {res['test']['HR@10']:.4f} ({res['epochs']} epochs, "
               f"{res['train_seconds']:.0f} s, {res['stopped']})", flush=True)  # fmt: skip
+    if not runs:  # another rank than 0
+        return 0
     rows = {label: summarise(r) for label, r in runs.items()}
     table = format_table(rows)
     print("\n" + table)
@@ -256,6 +279,27 @@ def cmd_compare(args) -> int:
     if out:
         write_json(out, payload)
     return 0
+
+
+def _plans(args, num_items: int) -> list[tuple]:
+    """(label, ModelConfig, TrainConfig) of every model x seed; a bad spec is a UserError."""
+    plans = []
+    for spec in args.models:
+        try:
+            seeds = args.seeds[:1] if spec.partition(":")[0] == "popularity" else args.seeds
+            for seed in seeds:
+                plans.append((spec, *_configs(spec, num_items, args, seed)))
+        except ValueError as err:
+            raise UserError(f"--models {spec}: {err}") from None
+    return plans
+
+
+def _say(text: str) -> None:
+    """Print on rank 0 only (under torchrun every process runs the command)."""
+    from elastic_edu.distributed import is_main_from_env
+
+    if is_main_from_env():
+        print(text, flush=True)
 
 
 def paired_tests(runs: dict[str, list[dict]], test) -> dict:
@@ -310,13 +354,12 @@ def write_json(path, payload) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
-    parser = build_parser()
-    args = parser.parse_args(argv)
     from elastic_edu.checkpoint import CheckpointError
     from elastic_edu.data.download import DownloadError
     from elastic_edu.metrics import NonFiniteScores
 
     try:
+        args = build_parser().parse_args(argv)
         return args.func(args)
     except (NonFiniteScores, FloatingPointError) as err:
         if debug:

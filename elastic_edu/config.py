@@ -55,7 +55,10 @@ class MemoryConfig:
         if self.key_dim % 2:
             raise ValueError(f"key_dim={self.key_dim} must be even (two halves)")
         if self.subkeys > 4096:
-            raise ValueError(f"subkeys={self.subkeys}: at most 4096 (M = 16.8M slots)")
+            raise ValueError(
+                f"subkeys={self.subkeys} would make a memory of M = subkeys**2 = "
+                f"{self.subkeys**2:,} slots: lower subkeys to at most 4096 (M = 16.8M slots)"
+            )
 
 
 @dataclass
@@ -90,9 +93,9 @@ class ModelConfig:
             raise ValueError(f"dim={self.dim} is not divisible by heads={self.heads}")
         _finite(self, "dropout", 0.0, 0.99)
         if self.max_len > 1_048_576:
-            raise ValueError(f"max_len={self.max_len}: at most 1,048,576 positions")
+            raise ValueError(f"max_len={self.max_len:,}: lower it to at most 1,048,576 positions")
         if self.dim > 16384:
-            raise ValueError(f"dim={self.dim}: at most 16384")
+            raise ValueError(f"dim={self.dim}: lower it to at most 16384")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -18,11 +18,16 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from elastic_edu.metrics import evaluate
+from elastic_edu.metrics import NonFiniteScores, evaluate
 
 
 def world_size_from_env() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_from_env() -> bool:
+    """Whether this process is rank 0 (or the only one), before any process group exists."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 @dataclass
@@ -51,19 +56,54 @@ class Context:
         return net
 
     def validate(self, model, eval_set, batch_size: int) -> dict:
-        """Rank 0 evaluates; every rank gets its metrics (so they keep the same best weights)."""
-        metrics = [evaluate(model, eval_set, batch_size=batch_size) if self.is_main else None]
+        """Rank 0 evaluates; every rank gets its metrics (so they keep the same best weights).
+
+        Non-finite scores raise NonFiniteScores on every rank, not only on rank 0 (the others
+        would wait for its metrics forever).
+        """
+        metrics: list = [None]
+        if self.is_main:
+            try:
+                metrics = [evaluate(model, eval_set, batch_size=batch_size)]
+            except NonFiniteScores as err:
+                if not self.active:
+                    raise
+                metrics = [("NonFiniteScores", str(err))]
         if self.active:
             dist.broadcast_object_list(metrics, src=0)
+        if isinstance(metrics[0], tuple):
+            raise NonFiniteScores(metrics[0][1])
         return metrics[0]
 
-    def agree_to_stop(self, run) -> None:
-        """Every rank takes the first reason to stop that any rank has (a signal, the clock)."""
+    def all_finite(self, loss: torch.Tensor) -> bool:
+        """Whether the loss is finite on every rank (all raise together, none waits)."""
+        bad = (~torch.isfinite(loss.detach())).float().reshape(1)
+        if self.active:
+            dist.all_reduce(bad, op=dist.ReduceOp.MAX)
+        return not bool(bad.item())
+
+    def rng_states(self) -> list[torch.Tensor] | None:
+        """Every rank's torch generator state (ranks draw different dropout), for resuming."""
         if not self.active:
-            return
+            return None
+        states = [None] * self.world_size
+        dist.all_gather_object(states, torch.get_rng_state())
+        return states
+
+    def agree_to_stop(self, run) -> str | None:
+        """Every rank takes the first reason to stop that any rank has (a signal, the clock).
+
+        Returns the agreed reason: the loop decides with it, not with `run.stopped`, which a
+        signal may set on one rank between two agreements (the ranks would then part ways and
+        wait for each other forever).
+        """
+        if not self.active:
+            return run.stopped
         reasons = [None] * self.world_size
         dist.all_gather_object(reasons, run.stopped)
-        run.stopped = next((r for r in reasons if r), None)
+        agreed = next((r for r in reasons if r), None)
+        run.stopped = run.stopped or agreed
+        return agreed
 
 
 def context(device: torch.device) -> Context:
@@ -82,6 +122,13 @@ def context(device: torch.device) -> Context:
 
 
 def shutdown() -> None:
-    """End the process group, if this process started one."""
+    """End the process group, if this process started one, once every rank gets here.
+
+    The barrier keeps the other ranks alive while rank 0 evaluates and writes the results:
+    a rank that left first made torchrun stop the whole job, rank 0 included.
+    """
     if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+        try:
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()

@@ -73,7 +73,7 @@ def run(
     fitted = fit(model, split, train_config, progress=progress, checkpoint=checkpoint,
                  resume=resume, callbacks=callbacks)  # fmt: skip
     if not fitted.is_main:  # under torchrun, rank 0 evaluates and reports
-        return {"model": model, "is_main": False}
+        return {"model": model, "is_main": False, "stopped": fitted.stopped}
     device = choose_device(fitted.device)
     batch = train_config.eval_batch_size
     ranks = {

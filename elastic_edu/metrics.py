@@ -78,6 +78,17 @@ def history_mask(histories, shape: tuple[int, int], device) -> torch.Tensor:
     return mask
 
 
+def _score_batch(model, histories, start: int) -> torch.Tensor:
+    """`model.score` of evaluation users start.., refused (naming them) when not finite."""
+    scores = model.score(histories)
+    try:
+        check_finite(scores)
+    except NonFiniteScores as err:
+        where = f"(evaluation users {start}..{start + len(histories) - 1})"
+        raise NonFiniteScores(f"{err} {where}") from None
+    return scores
+
+
 @torch.no_grad()
 def rank_targets(
     model, eval_set: EvalSet, *, mask_history: bool = False, batch_size: int = 256
@@ -91,15 +102,11 @@ def rank_targets(
     try:
         for start in range(0, len(eval_set), batch_size):
             hist = eval_set.histories[start : start + batch_size]
-            scores = model.score(hist)  # (b, i)
+            scores = _score_batch(model, hist, start)  # (b, i)
             targets = torch.as_tensor(eval_set.targets[start : start + batch_size],
                                       device=scores.device)  # fmt: skip
             exclude = history_mask(hist, scores.shape, scores.device) if mask_history else None
-            try:
-                ranks.append(ranks_from_scores(scores, targets, exclude).cpu())
-            except NonFiniteScores as err:
-                where = f"(evaluation users {start}..{start + len(hist) - 1})"
-                raise NonFiniteScores(f"{err} {where}") from None
+            ranks.append(ranks_from_scores(scores, targets, exclude).cpu())
     finally:
         model.train(was_training)
     return torch.cat(ranks).numpy()
@@ -227,8 +234,7 @@ def rank_targets_sampled(
     try:
         for start in range(0, len(eval_set), batch_size):
             hist = eval_set.histories[start : start + batch_size]
-            scores = model.score(hist)  # (b, i)
-            check_finite(scores)
+            scores = _score_batch(model, hist, start)  # (b, i)
             targets = torch.as_tensor(eval_set.targets[start : start + batch_size])
             negs = torch.as_tensor(negatives[start : start + batch_size])
             target_score = scores.gather(1, targets[:, None].to(scores.device))  # (b, 1)

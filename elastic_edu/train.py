@@ -37,6 +37,7 @@ from elastic_edu.config import TrainConfig
 from elastic_edu.data.batches import make_sampler
 from elastic_edu.data.sequences import LOOSplit
 from elastic_edu.device import choose_device
+from elastic_edu.metrics import NonFiniteScores
 from elastic_edu.models.registry import check_objective
 
 
@@ -77,13 +78,16 @@ def param_groups(model: torch.nn.Module, config: TrainConfig) -> list[dict]:
 
 @contextlib.contextmanager
 def interruptible(run: Run):
-    """While training, SIGINT and SIGTERM ask the loop to stop after the current step."""
+    """While training, SIGINT and SIGTERM ask the loop to stop after the current step; a second
+    signal raises KeyboardInterrupt at once."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = {}
 
     def handler(signum, frame):
+        if run.stopped == "interrupted":  # a second Ctrl-C: stop now, without the step's end
+            raise KeyboardInterrupt
         run.stop("interrupted")
 
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -115,9 +119,11 @@ def fit(
     A model without objectives (popularity) is counted instead of trained.
     """
     config = config or TrainConfig()
-    if not model.objectives:
+    if not model.objectives:  # every process counts; rank 0 reports
         model.count(split.train)
-        return FitResult(model=model, stopped="counted", device=str(model.device))
+        return FitResult(model=model, stopped="counted", device=str(model.device),
+                         world_size=distributed.world_size_from_env(),
+                         is_main=distributed.is_main_from_env())  # fmt: skip
     check_objective(model.name, config.objective)
     seed_everything(config.seed)
     dist = distributed.context(choose_device(config.device))
@@ -130,7 +136,7 @@ def fit(
     run = Run(model=model, optimizer=optimizer, config=config,
               rng=np.random.default_rng(config.seed), is_main=dist.is_main)  # fmt: skip
     if resume:
-        _restore(run, checkpoint)
+        _restore(run, checkpoint, dist)
     hooks = [EarlyStopping(config.patience), ProgressBar(f"train {model.name}", progress
              and dist.is_main), *callbacks]  # fmt: skip
     if config.max_minutes is not None:
@@ -141,7 +147,8 @@ def fit(
     for hook in hooks:
         hook.on_fit_start(run)
     with interruptible(run):
-        while run.epoch < config.epochs and not run.stopped:
+        agreed = None  # the reason to stop that every rank has seen (see agree_to_stop)
+        while run.epoch < config.epochs and not agreed:
             run.epoch += 1
             model.train()
             batches = sampler.epoch(run.rng)
@@ -150,11 +157,12 @@ def fit(
                 inputs, targets = inputs.to(device), targets.to(device)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
                     loss = net(inputs, targets, config.objective)
-                if not torch.isfinite(loss):
+                if not dist.all_finite(loss):  # checked on every rank: all stop together
+                    value = "not finite on another process" if torch.isfinite(loss) else loss.item()
                     raise FloatingPointError(
-                        f"training loss is {loss.item()} at epoch {run.epoch}, step "
-                        f"{run.step + 1}: lower the learning rate (lr={config.lr}) or check "
-                        "the inputs"
+                        f"training loss is {value} "
+                        f"at epoch {run.epoch}, step {run.step + 1}: lower the learning rate "
+                        f"(lr={config.lr}) or check the inputs"
                     )
                 run.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -164,23 +172,28 @@ def fit(
                 losses.append(run.loss)
                 for hook in hooks:
                     hook.on_step_end(run)
-                dist.agree_to_stop(run)
-                if run.stopped:
+                agreed = dist.agree_to_stop(run)
+                if agreed:
                     break
+            agreed = dist.agree_to_stop(run)  # a signal may have come after the last step
+            # an interrupted epoch is neither validated nor a point to resume from
+            run.partial = len(losses) < len(batches) or agreed == "interrupted"
             row = {"epoch": run.epoch, "loss": float(np.mean(losses)), "seconds": run.seconds}
-            if run.stopped != "interrupted" and (
+            if agreed != "interrupted" and (
                 run.epoch % config.eval_every == 0 or run.epoch == config.epochs
             ):
-                valid = dist.validate(model, split.valid, config.eval_batch_size)
+                valid = _validate(dist, model, split, config, run.epoch)
                 row.update({f"valid_{k}": v for k, v in valid.items()})
                 run.record_validation(valid)
             else:
                 run.improved = False
             run.history.append(row)
+            if checkpoint is not None:
+                run.rank_rng = dist.rng_states()
             for hook in hooks:
                 hook.on_epoch_end(run)
-            dist.agree_to_stop(run)
-    run.stopped = run.stopped or "epochs"
+            agreed = dist.agree_to_stop(run)
+    run.stopped = agreed or run.stopped or "epochs"
     if run.best_state is not None:
         model.load_state_dict(run.best_state)
     for hook in hooks:
@@ -191,7 +204,17 @@ def fit(
                      is_main=dist.is_main)  # fmt: skip
 
 
-def _restore(run: Run, checkpoint) -> None:
+def _validate(dist, model, split: LOOSplit, config: TrainConfig, epoch: int) -> dict:
+    """Validation metrics; non-finite scores stop training, saying when."""
+    try:
+        return dist.validate(model, split.valid, config.eval_batch_size)
+    except NonFiniteScores as err:
+        raise NonFiniteScores(
+            f"validation after epoch {epoch} stopped training: {err} (lr={config.lr})"
+        ) from None
+
+
+def _restore(run: Run, checkpoint, dist: distributed.Context) -> None:
     """Load `checkpoint`'s resume state into `run` (weights, optimizer, history, generators)."""
     if checkpoint is None:
         raise ValueError("resume=True needs the checkpoint path whose run it continues")
@@ -211,6 +234,8 @@ def _restore(run: Run, checkpoint) -> None:
     best = state["best"]
     run.best_score, run.best_epoch = best["score"], best["epoch"]
     run.best_valid, run.best_state = best["valid"], best["state_dict"]
-    torch.set_rng_state(state["rng"]["torch"])
+    ranks = state["rng"].get("torch_ranks")
+    same_world = ranks is not None and len(ranks) == dist.world_size
+    torch.set_rng_state(ranks[dist.rank] if same_world else state["rng"]["torch"])
     run.rng.bit_generator.state = state["rng"]["numpy"]
     run.started = time.perf_counter()

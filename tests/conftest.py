@@ -52,6 +52,26 @@ def tiny_dir() -> Path:
     return FIXTURES / "tiny"
 
 
+def write_planted(folder: Path, name: str = "small", **kw) -> Path:
+    """Write `planted_interests(**kw)` as RecBole atomic ``folder/name.inter``; returns folder."""
+    from elastic_edu.data.synthetic import planted_interests
+
+    inter = planted_interests(**kw)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = ["user_id:token\titem_id:token\ttimestamp:float"]
+    rows += [f"{u}\t{i}\t{t}" for u, i, t in zip(inter.users, inter.items, inter.timestamps)]
+    (folder / f"{name}.inter").write_text("\n".join(rows) + "\n")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def small_dir(tmp_path_factory) -> Path:
+    """Planted interests as atomic files: 60 users of 20-30 events over 80 items (8 interests),
+    enough batches for two processes and a signal that a tiny model learns in a few epochs."""
+    return write_planted(tmp_path_factory.mktemp("data") / "small", num_users=60, num_items=80,
+                         seq_len=30, min_len=20, seed=0)  # fmt: skip
+
+
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, format, *args):  # noqa: A002 - the stdlib's signature
         pass

@@ -1,82 +1,227 @@
-"""The CLI contract: `train` writes the documented JSON; `compare` summarises seeds."""
+"""The CLI contract: `train` writes the documented JSON; `compare` summarises seeds; mistakes
+are one line and status 2, before any training; a diverged run is status 1 with no metrics;
+Ctrl-C writes the best weights' results, status 130; `--resume` continues exactly."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
+import torch
 
+from elastic_edu import experiment
 from elastic_edu.cli import main
+from elastic_edu.models import build_model
 
+ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--epochs", "1", "--dim", "16", "--max-len", "8", "--quiet", "--device", "cpu"]
+TINY_MODEL = ["--model", "sasrec", "--dim", "16", "--layers", "1", "--max-len", "8",
+              "--batch-size", "32", "--device", "cpu", "--quiet"]  # fmt: skip
+
+
+def run_main(argv: list[str], capsys) -> tuple[int, str, str]:
+    """(status, stdout, stderr) of the CLI, in this process."""
+    status = main(argv)
+    out, err = capsys.readouterr()
+    return status, out, err
 
 
 def test_train_writes_contract(tiny_dir, tmp_path, capsys):
     out = tmp_path / "r.json"
-    assert (
-        main(
-            [
-                "train",
-                "--model",
-                "sasrec",
-                "--dataset",
-                str(tiny_dir),
-                "--seed",
-                "0",
-                "--out",
-                str(out),
-                *SMALL,
-            ]
-        )
-        == 0
-    )
+    argv = ["train", "--model", "sasrec", "--dataset", str(tiny_dir), "--seed", "0", "--out",
+            str(out), *SMALL]  # fmt: skip
+    assert main(argv) == 0
     result = json.loads(out.read_text())
-    for key in ("test", "test_masked", "valid", "config", "device", "train_seconds"):
+    for key in ("test", "test_masked", "valid", "config", "device", "train_seconds", "stopped"):
         assert key in result
     for split in ("test", "test_masked", "valid"):
         assert {"HR@10", "NDCG@10", "MRR@10", "HR@50"} <= set(result[split])
     assert result["config"]["model"]["model"] == "sasrec"
+    assert result["world_size"] == 1 and result["stopped"] == "epochs"
     assert "NDCG@10" in capsys.readouterr().out
+    assert not list(tmp_path.glob("*.tmp"))
 
 
-def test_compare_and_bad_model(tiny_dir, tmp_path):
+def test_compare_and_bad_model(tiny_dir, tmp_path, capsys):
     out = tmp_path / "t.json"
-    assert (
-        main(
-            [
-                "compare",
-                "--models",
-                "popularity",
-                "elastic",
-                "--seeds",
-                "0",
-                "1",
-                "--dataset",
-                str(tiny_dir),
-                "--out",
-                str(out),
-                *SMALL,
-            ]
-        )
-        == 0
-    )
+    argv = ["compare", "--models", "popularity", "elastic", "--seeds", "0", "1", "--dataset",
+            str(tiny_dir), "--out", str(out), *SMALL]  # fmt: skip
+    assert main(argv) == 0
     table = json.loads(out.read_text())
     assert table["summary"]["elastic"]["test"]["NDCG@10"]["n"] == 2
-    with pytest.raises(SystemExit, match="unknown model"):
-        main(["compare", "--models", "bert4rec", "--dataset", str(tiny_dir), *SMALL])
+    capsys.readouterr()
+    status, _, err = run_main(["compare", "--models", "bert4rec", "--dataset", str(tiny_dir),
+                               *SMALL], capsys)  # fmt: skip
+    assert status == 2 and err.startswith("error: --models bert4rec: model='bert4rec'")
 
 
-def test_elastic_all_positions_is_refused(tiny_dir):
+def test_compare_checks_every_spec_before_training(tiny_dir, capsys):
+    # the old compare trained sasrec (both seeds) before it found elastic:all wrong
+    argv = ["compare", "--models", "sasrec", "elastic:all", "--seeds", "0", "1",
+            "--dataset", str(tiny_dir), *SMALL]  # fmt: skip
+    status, out, err = run_main(argv, capsys)
+    assert status == 2 and "seed 0" not in out and "data:" not in out
+    assert err.startswith("error: --models elastic:all:") and "leak the future" in err
+
+
+def test_elastic_all_positions_is_refused_and_debug_shows_the_traceback(tiny_dir, capsys):
+    argv = ["train", "--model", "elastic", "--objective", "all", "--dataset", str(tiny_dir),
+            *SMALL]  # fmt: skip
+    status, _, err = run_main(argv, capsys)
+    assert status == 2 and err.count("\n") == 1 and "leak the future" in err
     with pytest.raises(ValueError, match="leak"):
-        main(
-            [
-                "train",
-                "--model",
-                "elastic",
-                "--objective",
-                "all",
-                "--dataset",
-                str(tiny_dir),
-                *SMALL,
-            ]
-        )
+        main([*argv, "--debug"])
+
+
+@pytest.mark.parametrize(
+    "args, names",
+    [
+        (["--model", "bert4rec"], "argument --model: invalid choice: 'bert4rec'"),
+        (["--kcore", "-1"], "argument --kcore: -1 must not be negative"),
+        (["--lr", "nan"], "lr=nan must be a finite number"),
+        (["--lr", "-1"], "lr=-1.0 must be a finite number"),
+        (["--weight-decay", "-0.1"], "weight_decay=-0.1 must be a finite number"),
+        (["--memory-lr-scale", "-1"], "memory_lr_scale=-1.0 must be a finite number"),
+        (["--eval-batch-size", "0"], "eval_batch_size=0 must be an integer of at least 1"),
+        (["--dropout", "inf"], "dropout=inf must be a finite number"),
+        (["--objective", "bogus"], "argument --objective: invalid choice: 'bogus'"),
+        (["--resume"], "--resume needs the --checkpoint"),
+        (["--subkeys", "100000"], "lower subkeys to at most 4096"),
+        (["--max-len", "1000000000"], "max_len=1,000,000,000: lower it to at most 1,048,576"),
+        (["--dataset", "/nonexistent/folder"], "/nonexistent/folder"),
+        (["--epochs", "two"], "argument --epochs: invalid int value: 'two'"),
+    ],
+)
+def test_user_errors_print_one_line_and_exit_2(args, names, tiny_dir, capsys):
+    argv = ["train", "--dataset", str(tiny_dir), *SMALL, *args]
+    started = time.perf_counter()
+    status, out, err = run_main(argv, capsys)
+    assert status == 2 and err.startswith("error: ") and err.count("\n") == 1, err
+    assert names in err and "Traceback" not in err
+    assert "data:" not in out  # refused before any training
+    assert time.perf_counter() - started < 10
+
+
+@pytest.mark.parametrize(
+    "args, setting",
+    [
+        (["--max-len", "1000000", "--batch-size", "256"], "lower --batch-size, --max-len"),
+        (["--model", "elastic", "--subkeys", "4096", "--dim", "16384"], "lower --subkeys"),
+    ],
+)
+def test_the_memory_estimate_refuses_runs_that_cannot_fit(args, setting, tiny_dir, capsys):
+    argv = ["train", "--dataset", str(tiny_dir), "--quiet", "--device", "cpu", *args]
+    status, out, err = run_main(argv, capsys)
+    assert status == 2 and err.startswith("error: this run needs about") and setting in err
+    assert "GiB is free" in err and "data:" not in out
+
+
+@pytest.mark.parametrize(
+    "flag, path",
+    [
+        ("--out", "/proc/x.json"),
+        ("--checkpoint", "/proc/x.pt"),
+        ("--out", "{tmp}/"),
+        ("--out", "{tmp}/new/"),
+        ("--checkpoint", "{tmp}"),
+    ],
+)
+def test_output_paths_are_checked_before_anything_runs(flag, path, tiny_dir, tmp_path, capsys):
+    path = path.format(tmp=tmp_path)
+    argv = ["train", "--dataset", str(tiny_dir), *SMALL, flag, path]
+    started = time.perf_counter()
+    status, out, err = run_main(argv, capsys)
+    assert status == 2 and err.startswith(f"error: {flag} ") and err.count("\n") == 1, err
+    assert "cannot be written" in err or "is a folder" in err
+    assert "data:" not in out and time.perf_counter() - started < 10
+    assert not [p for p in tmp_path.rglob("*") if p.suffix == ".tmp" or "probe" in p.name]
+    assert not (tmp_path / "new").exists() or not any((tmp_path / "new").iterdir())
+
+
+def _nan_model(config):
+    model = build_model(config)
+    with torch.no_grad():
+        model.item_emb.weight[1] = float("nan")
+    return model
+
+
+def _nan_at_validation(config):
+    """A model that trains normally and gives NaN scores when evaluated (diverged late)."""
+    model = build_model(config)
+    score = model.score
+
+    def diverged(histories):
+        scores = score(histories)
+        return scores if model.training else torch.full_like(scores, float("nan"))
+
+    model.score = diverged
+    return model
+
+
+@pytest.mark.parametrize("make", [_nan_model, _nan_at_validation], ids=["loss", "validation"])
+def test_a_diverged_run_exits_1_and_writes_no_metrics(make, small_dir, tmp_path, monkeypatch,
+                                                      capsys):  # fmt: skip
+    monkeypatch.setattr(experiment, "build_model", make)
+    out = tmp_path / "r.json"
+    status, stdout, err = run_main(["train", "--dataset", str(small_dir), *TINY_MODEL,
+                                    "--epochs", "2", "--out", str(out)], capsys)  # fmt: skip
+    assert status == 1 and err.startswith("error: training diverged, no metrics written")
+    assert ("loss is nan at epoch 1, step 1" in err) == (make is _nan_model)
+    assert ("validation after epoch 1" in err) == (make is _nan_at_validation)
+    assert not out.exists() and "wrote" not in stdout and not list(tmp_path.iterdir())
+
+
+def test_resume_from_the_command_line_equals_a_straight_run(small_dir, tmp_path, capsys):
+    common = ["train", "--dataset", str(small_dir), *TINY_MODEL, "--dropout", "0.1"]
+    assert main([*common, "--epochs", "4", "--out", str(tmp_path / "straight.json")]) == 0
+    ckpt = str(tmp_path / "c.pt")
+    assert main([*common, "--epochs", "2", "--checkpoint", ckpt]) == 0
+    out = tmp_path / "resumed.json"
+    assert (
+        main([*common, "--epochs", "4", "--checkpoint", ckpt, "--resume", "--out", str(out)]) == 0
+    )
+    straight, resumed = (json.loads((tmp_path / f"{n}.json").read_text())
+                         for n in ("straight", "resumed"))  # fmt: skip
+    drop = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]  # noqa: E731
+    assert drop(resumed["history"]) == drop(straight["history"]) and resumed["epochs"] == 4
+    for key in ("valid", "test", "test_masked", "ranks", "best_epoch"):
+        assert resumed[key] == straight[key], key
+    capsys.readouterr()
+    status, _, err = run_main([*common, "--checkpoint", str(tmp_path / "x.pt"), "--resume"],
+                              capsys)  # fmt: skip
+    assert status == 2 and "x.last.pt does not exist" in err
+
+
+def test_sigint_writes_the_best_epoch_and_exits_130(small_dir, tmp_path):
+    """End to end: Ctrl-C after the first epoch's checkpoint; the run ends its step, and writes
+    its JSON with the best epoch's validation metrics, marked interrupted."""
+    ckpt, out = tmp_path / "c.pt", tmp_path / "r.json"
+    cmd = [sys.executable, "-m", "elastic_edu", "train", "--dataset", str(small_dir), *TINY_MODEL,
+           "--epochs", "100000", "--patience", "100000", "--checkpoint", str(ckpt),
+           "--out", str(out)]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ckpt.exists(), proc.stderr.read() if proc.poll() is not None else "no checkpoint"
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr
+    result = json.loads(out.read_text())
+    assert result["stopped"] == "interrupted" and "interrupted" in stdout
+    best = result["history"][result["best_epoch"] - 1]
+    assert result["best_epoch"] >= 1 and result["epochs"] < 100000
+    assert result["valid"] == {k[6:]: v for k, v in best.items() if k.startswith("valid_")}
+    assert ckpt.exists() and not list(tmp_path.glob("*.tmp"))

@@ -9,16 +9,17 @@ import numpy as np
 import pytest
 import torch
 
-from elastic_edu.config import ModelConfig
 from elastic_edu.data.sequences import EvalSet
 from elastic_edu.metrics import (
+    NonFiniteScores,
     evaluate,
     metrics_from_ranks,
     rank_targets,
     ranks_from_scores,
     recommend,
 )
-from elastic_edu.models import Popularity, SASRec
+from elastic_edu.models import build_model
+from tests.conftest import make_tiny_config
 
 
 def rank_reference(scores, target, exclude=()):
@@ -58,9 +59,12 @@ def test_metrics_by_hand():
 
 def _tiny_model(num_items=40, seed=0):
     torch.manual_seed(seed)
-    return SASRec(
-        ModelConfig(num_items=num_items, max_len=8, dim=16, heads=2, layers=1, dropout=0.0)
-    ).eval()
+    return build_model(make_tiny_config("sasrec", num_items=num_items, max_len=8, layers=1)).eval()
+
+
+def popularity(train, num_items):
+    """Popularity counted on `train` (what `fit` does for it)."""
+    return build_model(make_tiny_config("popularity", num_items=num_items)).count(train)
 
 
 def _eval_set(num_items=40, users=23, seed=0):
@@ -72,24 +76,22 @@ def _eval_set(num_items=40, users=23, seed=0):
 @pytest.mark.parametrize("mask", [False, True])
 def test_rank_targets_matches_reference_and_ignores_batching(mask):
     model, es = _tiny_model(), _eval_set()
-    ranks = rank_targets(model, es, mask_history=mask, batch_size=5, item_chunk=7)
+    ranks = rank_targets(model, es, mask_history=mask, batch_size=5)
     with torch.no_grad():
-        from elastic_edu.data.sequences import pad_left
-
-        scores = model.score(pad_left(es.histories, 8)).numpy()
+        scores = model.score(es.histories).numpy()
     expected = [
         rank_reference(s, t, set(h.tolist()) - {t} if mask else ())
         for s, t, h in zip(scores, es.targets, es.histories)
     ]
     assert ranks.tolist() == expected
     a = evaluate(model, es, mask_history=mask, batch_size=1)
-    b = evaluate(model, es, mask_history=mask, batch_size=256, item_chunk=3)
+    b = evaluate(model, es, mask_history=mask, batch_size=256)
     assert a == b
 
 
 def test_popularity_and_recommend():
     train = [np.array([1, 2, 2, 3]), np.array([2, 3, 3, 3])]
-    pop = Popularity.from_train(train, num_items=5)
+    pop = popularity(train, num_items=5)
     es = EvalSet([np.array([1])], np.array([3]), np.array([0]))
     assert rank_targets(pop, es).tolist() == [1]
     recs = recommend(pop, [3], k=2)
@@ -141,7 +143,7 @@ def test_recommend_accepts_numpy_and_torch_integers():
 
 
 def test_recommend_warns_when_fewer_than_k_items_are_left():
-    pop = Popularity.from_train([np.array([1, 2, 2, 3, 4, 5])], num_items=5)
+    pop = popularity([np.array([1, 2, 2, 3, 4, 5])], num_items=5)
     with pytest.warns(UserWarning) as record:
         recs = recommend(pop, [2, 3, 2], k=4)
     assert {i for i, _ in recs} == {1, 4, 5}  # all that is left, best first
@@ -155,3 +157,35 @@ def test_recommend_warns_when_fewer_than_k_items_are_left():
         warnings.simplefilter("error")
         assert len(recommend(pop, [2, 3], k=3)) == 3  # exactly k left: no warning
         assert len(recommend(pop, [2, 3], k=5, exclude_history=False)) == 5
+
+
+def _diverged():
+    """The tiny SASRec with NaN vectors for items 5..8: a history without them scores them NaN
+    (and only them)."""
+    model = _tiny_model()
+    with torch.no_grad():
+        model.item_emb.weight[5:9] = float("nan")
+    return model
+
+
+def test_evaluation_refuses_non_finite_scores_counting_users_and_items():
+    # NaN scores used to rank every target first (nothing compares >= NaN): HR@10 = 1
+    rng = np.random.default_rng(0)
+    hist = [rng.integers(10, 41, size=rng.integers(1, 9)) for _ in range(23)]
+    es = EvalSet(hist, rng.integers(10, 41, size=23), np.arange(23))
+    with pytest.raises(NonFiniteScores, match="23 of 23 users and 4 of 40 items") as err:
+        evaluate(_diverged(), es, batch_size=256)
+    assert "diverged" in str(err.value) and "users 0..22" in str(err.value)
+    with pytest.raises(NonFiniteScores, match="5 of 5 users"):  # the first batch of 5
+        rank_targets(_diverged(), es, batch_size=5)
+    scores = torch.zeros(3, 6)
+    scores[:, 0] = float("-inf")  # padding may be -inf
+    scores[1, 2] = float("inf")
+    with pytest.raises(NonFiniteScores, match="1 of 3 users and 1 of 5 items"):
+        ranks_from_scores(scores, torch.tensor([1, 2, 3]))
+
+
+def test_recommend_refuses_non_finite_scores():
+    with pytest.raises(NonFiniteScores, match="to this history"):
+        recommend(_diverged(), [1, 2, 3], k=5)
+    assert len(recommend(_tiny_model(), [1, 2, 3], k=5)) == 5

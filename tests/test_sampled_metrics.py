@@ -7,12 +7,19 @@ import pytest
 import torch
 
 from elastic_edu.data.sequences import EvalSet
-from elastic_edu.metrics import evaluate, evaluate_sampled, rank_targets, rank_targets_sampled
-from elastic_edu.models import Popularity
+from elastic_edu.metrics import (
+    NonFiniteScores,
+    evaluate,
+    evaluate_sampled,
+    rank_targets,
+    rank_targets_sampled,
+)
+from elastic_edu.models import Popularity, build_model
+from tests.conftest import make_tiny_config
 
 
 def popularity(counts) -> Popularity:
-    model = Popularity(len(counts) - 1)
+    model = build_model(make_tiny_config("popularity", num_items=len(counts) - 1))
     model.counts.copy_(torch.as_tensor(counts, dtype=torch.float32))
     return model
 
@@ -45,3 +52,11 @@ def test_sampled_metrics_flatter_and_repeat_with_the_seed():
     assert again == sampled
     with pytest.raises(ValueError, match="unseen items"):
         evaluate_sampled(model, eval_set, 299)
+
+
+def test_sampled_ranking_refuses_non_finite_scores():
+    # a NaN target used to beat every negative (nothing compares >= NaN): rank 1
+    model = popularity([0.0, *range(1, 20), float("nan")])
+    eval_set = EvalSet(histories=[np.array([1])], targets=np.array([20]), users=np.array([0]))
+    with pytest.raises(NonFiniteScores, match="1 of 1 users and 1 of 20 items"):
+        rank_targets_sampled(model, eval_set, 10)

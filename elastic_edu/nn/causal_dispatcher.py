@@ -17,9 +17,9 @@ and history states x_1..x_n:
   s <= t are cumulative sums: O(n e d) time and memory, computed for every t at once.
 - lambda_e = MAX_RATE * sigmoid(w . E_e) in [0, MAX_RATE] is a recency rate: the weight of item
   s grows like exp(lambda_e s), so an expert with a large rate summarises the last few items and
-  one with rate 0 the whole prefix. Softmax over s <= t ignores any offset of s, so a history needs no
-  position embedding, and a state carried event by event (`CausalDispatcherState`) gives the
-  same summaries as the whole window.
+  one with rate 0 the whole prefix. Softmax over s <= t ignores any offset of s, so a history
+  needs no position embedding, and a state carried event by event (`LayerState`) gives the same
+  summaries as the whole window.
 - The expert's own entry (k_e0, v_e0) is always in the sum: the softmax is never empty, and a
   history of one item is already a mixture of prior and evidence.
 - The dispatch score adds a content term (x_t Wg) . A_e(t): moving the projection onto the

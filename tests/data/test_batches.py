@@ -104,3 +104,27 @@ def test_make_sampler_follows_the_objective_and_the_model(tiny_config):
     assert isinstance(cloze, Cloze) and cloze.mask_token == 41
     with pytest.raises(ValueError, match="not trained with the cloze"):
         make_sampler("cloze", TRAIN, causal, cfg)
+
+
+def test_random_cuts_draw_cuts_per_user_from_users_with_two_items():
+    """Users with under two training items give no sample; the others `cuts_per_user` each,
+    every row the history before its cut (left-padded, at most max_len) and the item there."""
+    train = [np.arange(1, 13), np.array([20]), np.arange(30, 37), np.arange(40, 65)]
+    where = {int(i): (u, p) for u, s in enumerate(train) for p, i in enumerate(s)}
+    batches = RandomCuts(train, 8, 4, cuts_per_user=5).epoch(np.random.default_rng(1))
+    users = []
+    for inputs, targets in batches:
+        assert inputs.shape[1] <= 8 and inputs.shape[0] == targets.shape[0]
+        for row, target in zip(inputs.tolist(), targets.tolist()):
+            u, t = where[target]
+            users.append(u)
+            history = [i for i in row if i != PAD]
+            assert t >= 1 and history == train[u][max(0, t - 8) : t].tolist()
+            assert row[: len(row) - len(history)] == [PAD] * (len(row) - len(history))
+    assert sorted(users) == sorted([0] * 5 + [2] * 5 + [3] * 5)
+
+
+def test_all_positions_pads_inputs_and_targets_alike():
+    for inputs, targets in AllPositions(TRAIN, 8, 3).epoch(np.random.default_rng(2)):
+        assert inputs.shape == targets.shape and inputs.shape[1] <= 8
+        assert torch.equal(inputs == PAD, targets == PAD)

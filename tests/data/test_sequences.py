@@ -2,19 +2,9 @@ from collections import Counter
 
 import numpy as np
 import pytest
-import torch
 
 from elastic_edu.data.interactions import Interactions
-from elastic_edu.data.sequences import (
-    PAD,
-    all_position_batches,
-    build_sequences,
-    cut_batches,
-    cut_samples,
-    kcore_filter,
-    leave_one_out,
-    pad_left,
-)
+from elastic_edu.data.sequences import build_sequences, kcore_filter, leave_one_out
 
 
 def _log(users, items, times, **kw):
@@ -142,53 +132,3 @@ def test_leave_one_out_without_an_evaluable_user(lengths):
     assert f"{len(lengths)} users" in message
     assert f"the longest sequence has {max(lengths)} items" in message
     assert leave_one_out(_data([*lengths, 3])).test.users.tolist() == [len(lengths)]
-
-
-def test_pad_left():
-    out = pad_left([np.array([1, 2, 3, 4, 5]), np.array([7])], max_len=3)
-    assert out.dtype == torch.int64
-    assert out.tolist() == [[3, 4, 5], [PAD, PAD, 7]]
-    assert pad_left([np.array([1, 2])], max_len=3, width=4).tolist() == [[0, 0, 1, 2]]
-    with pytest.raises(ValueError, match="empty"):
-        pad_left([np.array([1]), np.array([], dtype=np.int64)], max_len=3)
-
-
-def test_cut_samples_never_include_target():
-    split = leave_one_out(_data([12, 3, 1, 30]))
-    samples = cut_samples(split.train, cuts_per_user=20, rng=np.random.default_rng(0))
-    assert {u for u, _ in samples} == {0, 3}  # users with under two training items give none
-    for u, t in samples:
-        seq = split.train[u]
-        assert 1 <= t < len(seq)
-        assert seq[t] not in seq[:t]
-
-
-def test_cut_batches_rows_are_prefixes_and_next_items():
-    split = leave_one_out(_data([12, 40, 7, 25]))
-    where = {int(i): (u, p) for u, s in enumerate(split.train) for p, i in enumerate(s)}
-    batches = list(cut_batches(split.train, 8, 4, 5, np.random.default_rng(1)))
-    assert sum(len(t) for _, t in batches) == 4 * 5
-    for inputs, targets in batches:
-        assert inputs.shape[1] <= 8 and inputs.shape[0] == targets.shape[0]
-        for row, target in zip(inputs.tolist(), targets.tolist()):
-            u, t = where[target]
-            history = [i for i in row if i != PAD]
-            assert history == split.train[u][max(0, t - 8) : t].tolist()
-            assert row[: len(row) - len(history)] == [PAD] * (len(row) - len(history))
-
-
-def test_all_position_batches_targets_are_inputs_shifted():
-    split = leave_one_out(_data([12, 40, 3, 25, 2]))
-    max_len = 8
-    seen = []
-    for inputs, targets in all_position_batches(split.train, max_len, 3, np.random.default_rng(2)):
-        assert inputs.shape == targets.shape and inputs.shape[1] <= max_len
-        assert torch.equal(inputs == PAD, targets == PAD)  # same padding
-        real = targets != PAD
-        # position t's target is the input at t+1 (padding is a prefix, so t+1 is real too)
-        keep = real[:, :-1]
-        assert torch.equal(targets[:, :-1][keep], inputs[:, 1:][keep])
-        seen += targets[real].tolist()
-    # every training item but each user's first is a target exactly once per epoch
-    expected = [int(i) for s in split.train for i in s[1:]]
-    assert sorted(seen) == sorted(expected)

@@ -5,7 +5,6 @@ import pytest
 
 from elastic_edu.data import build_sequences, leave_one_out, load_interactions
 from elastic_edu.data.synthetic import (
-    DistanceCurriculum,
     item_interest_array,
     item_interests,
     long_range_task,
@@ -160,42 +159,3 @@ def test_thin_noise_rejects_bad_keep(keep):
 def test_thin_noise_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match="is_noise"):
         thin_noise(np.arange(3), np.ones(4, dtype=bool), 0.5, np.random.default_rng(0))
-
-
-def test_curriculum_advances_on_mastery_only():
-    cur = DistanceCurriculum((0.25, 0.5, 1.0), threshold=0.9, window=3)
-    assert cur.keep == 0.25
-    assert not cur.record(1.0, 1.0, 1) and not cur.record(1.0, 2.0, 2)  # window not full yet
-    assert cur.record(1.0, 3.0, 3) and cur.keep == 0.5
-    assert cur.log == [{"step": 3, "seconds": 3.0, "keep": 0.5, "reason": "mastered"}]
-    for step in range(4, 20):  # 0.8 < 0.9: never mastered
-        assert not cur.record(0.8, float(step), step)
-    assert cur.keep == 0.5
-    for step in range(20, 23):
-        cur.record(0.95, float(step), step)
-    assert cur.keep == 1.0
-    assert not any(cur.record(1.0, float(s), s) for s in range(23, 30))  # the last stage stays
-
-
-def test_curriculum_jumps_to_the_full_task_after_full_after():
-    cur = DistanceCurriculum((1 / 32, 1 / 16, 1.0), window=2, full_after=60.0)
-    assert not cur.record(0.0, 59.0, 1)
-    assert cur.record(0.0, 60.0, 2) and cur.keep == 1.0
-    assert cur.log[-1]["reason"] == "time"
-
-
-@pytest.mark.parametrize(
-    "kwargs",
-    [
-        {"stages": ()},
-        {"stages": (0.5, 0.25, 1.0)},  # not rising
-        {"stages": (0.25, 0.5)},  # does not end on the full task
-        {"stages": (0.0, 1.0)},
-        {"threshold": 0.0},
-        {"window": 0},
-        {"full_after": -1.0},
-    ],
-)
-def test_curriculum_rejects_bad_settings(kwargs):
-    with pytest.raises(ValueError):
-        DistanceCurriculum(**kwargs)

@@ -8,12 +8,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from elastic_edu import ModelConfig
 from elastic_edu.models import SASRec, build_model
+from tests.conftest import make_tiny_config
 
 
 def config(**changes) -> ModelConfig:
-    values = dict(model="sasrec", num_items=40, max_len=32, dim=16, heads=2, layers=2, dropout=0.0)
-    values.update(changes)
-    return ModelConfig(**values)
+    return make_tiny_config("sasrec", **{"max_len": 32, **changes})
 
 
 def histories(b=3, n=12, seed=0) -> torch.Tensor:
@@ -70,3 +69,17 @@ def test_objectives():
     targets = torch.roll(items, -1, dims=1)
     assert torch.isfinite(m.loss(items, targets, "all"))
     assert torch.isfinite(m.loss(items, items[:, -1], "cut"))
+    with pytest.raises(ValueError, match="supports"):
+        m.loss(items, targets, "cloze")
+
+
+def test_score_reads_the_state_after_the_latest_item():
+    """Causal: no [MASK]; final_state is the last position, and score ranks with it."""
+    m = sasrec("sdpa")
+    users = [[3, 4, 5], [7]]
+    items = m.prepare(users)
+    assert items.tolist() == [[3, 4, 5], [0, 0, 7]]
+    state = m.final_state(items)
+    torch.testing.assert_close(state, m.encode(items).hidden[:, -1])
+    expected = (state @ m.item_repr().T).float()
+    torch.testing.assert_close(m.score(users)[:, 1:], expected[:, 1:])
