@@ -107,7 +107,7 @@ def _add_run(parser: argparse.ArgumentParser, objective_note: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from elastic_edu.models import REGISTRY
+    from elastic_edu.models import ALIASES, REGISTRY, model_names
 
     names = ", ".join(f"{n} ({s.default_objective or 'counted'})" for n, s in REGISTRY.items())
     raw = argparse.RawDescriptionHelpFormatter
@@ -118,8 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train and evaluate one model",
                        description=f"Train and evaluate one model.\n\nmodels:\n{models}",
                        formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    p.add_argument("--model", choices=list(REGISTRY), default="elastic",
-                   help="the model to train (default: elastic)")  # fmt: skip
+    alias = f"elastic and lda name {ALIASES['elastic']} and {ALIASES['lda']}"
+    p.add_argument("--model", choices=list(model_names()), default="elastic",
+                   help=f"the model to train; {alias} (default: elastic)")  # fmt: skip
     p.add_argument("--out", default=None, help="write the result JSON here (default: none)")
     p.add_argument("--checkpoint", default=None,
                    help="save the best weights here, and a resume checkpoint beside it "

@@ -8,7 +8,8 @@
    `distance` events back). ELASTIC reads N = 2048; SASRec gets the longest N whose training
    step is no slower than ELASTIC's on this machine; both train for the same wall-clock budget,
    on random cuts drawn at answer events (the other targets are noise and carry no signal),
-   with the same curriculum over distance (`elastic_edu.data.DistanceCurriculum`): each model's
+   with the same curriculum over distance (`elastic_edu.curriculum.DistanceCurriculum`): each
+   model's
    own window of N events, its noise thinned to 1/32, 1/16, ... of the events, moving on at 90%
    training accuracy, then in full (for at least the second half of the budget).
    `--ablation` also trains ELASTIC without the curriculum (the full task from the start).
@@ -21,25 +22,23 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from elastic_edu.analysis import expert_assignments, nmi, shuffled_nmi
-from elastic_edu.config import ModelConfig, TrainConfig
-from elastic_edu.data import (
-    DistanceCurriculum,
-    item_interest_array,
-    leave_one_out,
-    load_sequences,
-    pad_left,
-    thin_noise,
-)
+from elastic_edu.analysis import expert_assignments, nmi, per_user_nmi, shuffled_nmi
+from elastic_edu.config import MemoryConfig, ModelConfig, TrainConfig
+from elastic_edu.curriculum import DistanceCurriculum
+from elastic_edu.data import item_interest_array, leave_one_out, load_sequences, thin_noise
 from elastic_edu.device import choose_device, describe_device
+from elastic_edu.histories import pad_left
 from elastic_edu.metrics import evaluate, rank_targets
-from elastic_edu.models import build_model
+from elastic_edu.models import build_model, get_spec
 from elastic_edu.train import fit
+
+MEMORY = MemoryConfig(subkeys=16, candidates=16)
 
 
 def planted(args, device) -> dict:
@@ -53,21 +52,21 @@ def planted(args, device) -> dict:
     )
     split = leave_one_out(data)
     out = {"n": args.planted_len, "users": args.users, "interests": 8}
-    for model_name in ("elastic", "lda"):
+    for model_name in args.planted_models:
+        spec = get_spec(model_name)
         mc = ModelConfig(
-            model=model_name,
+            model=spec.name,
             num_items=data.num_items,
             max_len=args.planted_len,
             dim=64,
             heads=2,
             layers=2,
             dropout=0.1,
-            experts=16,
-            subkeys=16,
-            candidates=16,
+            num_experts=16,
+            memory=MEMORY,
         )
         tc = TrainConfig(
-            objective="cut",
+            objective=spec.default_objective,
             cuts_per_user=8,
             batch_size=32,
             lr=2e-3,
@@ -88,8 +87,11 @@ def planted(args, device) -> dict:
         ]
         a, p = np.concatenate(assign), np.concatenate(planted_labels)
         out[model_name] = {
+            "model": spec.name,
+            "objective": tc.objective,
             "nmi": nmi(a, p),
             "nmi_shuffled": shuffled_nmi(a, p),
+            "nmi_per_user": per_user_nmi(assign, planted_labels),
             "experts_used": int(len(np.unique(a))),
             "test": evaluate(model, split.test),
             "train_seconds": result.train_seconds,
@@ -138,8 +140,9 @@ def long_context(args, device) -> dict:
     split = leave_one_out(data)
     base = dict(num_items=data.num_items, dim=64, heads=2, layers=2, dropout=0.1)
     elastic = ModelConfig(
-        model="elastic", max_len=args.elastic_len, experts=16, subkeys=16, candidates=16, **base
-    )
+        model=get_spec(args.elastic_model).name, max_len=args.elastic_len, num_experts=16,
+        memory=MEMORY, **base,
+    )  # fmt: skip
     budget = step_seconds(elastic, device, args.batch)
     timings = {}
     chosen = None
@@ -170,7 +173,10 @@ def long_context(args, device) -> dict:
         model = build_model(mc).to(device)
         # every model spends at least the second half of its budget on the full task
         curriculum = DistanceCurriculum(tuple(stages), full_after=30 * args.minutes)
-        steps, seconds = train_on_answers(model, split, answers, is_noise, curriculum, args)
+        sampler = AnswerCuts(split.train, answers, is_noise, mc.max_len, args.batch, curriculum)
+        fitted = fit(model, split, answer_config(args, device), sampler=sampler,
+                     callbacks=[curriculum], progress=False)  # fmt: skip
+        steps, seconds = len(fitted.history), fitted.train_seconds
         ranks = rank_targets(model, split.test)
         out[label] = {
             "test": evaluate(model, split.test),
@@ -201,38 +207,34 @@ def answer_positions(data, split, num_pairs: int) -> list[tuple[int, int]]:
     return pairs
 
 
-def train_on_answers(model, split, answers, is_noise, curriculum, args) -> tuple[int, float]:
-    """Random cuts drawn only at answer events (noise targets carry no signal), for a
-    wall-clock budget of args.minutes; AdamW. Each history is the model's own window of
-    max_len events, its noise thinned to the curriculum's current keep fraction.
-    Returns (steps, seconds)."""
-    rng = np.random.default_rng(args.seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
-    model.train()
-    n = model.config.max_len
-    start, steps = time.perf_counter(), 0
-    while time.perf_counter() - start < 60 * args.minutes:
-        picks = [answers[j] for j in rng.integers(0, len(answers), size=args.batch)]
-        windows = [split.train[u][:t][-n:] for u, t in picks]
-        hist = pad_left([thin_noise(w, is_noise[w], curriculum.keep, rng) for w in windows], n)
-        target = torch.tensor([split.train[u][t] for u, t in picks], device=model.device)
-        logits = model.score(hist.to(model.device))  # padding scores -inf
-        loss = torch.nn.functional.cross_entropy(logits.float(), target)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss is {loss.item()} at step {steps}: stopping")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        steps += 1
-        accuracy = (logits.argmax(dim=1) == target).float().mean().item()
-        if curriculum.record(accuracy, time.perf_counter() - start, steps) and not args.quiet:
-            change = curriculum.log[-1]
-            print(
-                f"  {type(model).__name__} step {steps} ({change['seconds']:.0f} s): keep "
-                f"{change['keep']:.4g} of the noise ({change['reason']})",
-                flush=True,
-            )
-    return steps, time.perf_counter() - start
+@dataclass
+class AnswerCuts:
+    """Random cuts drawn only at answer events (noise targets carry no signal), one batch per
+    fit epoch so that the curriculum can move between batches. Each history is the model's own
+    window of max_len events, its noise thinned to the curriculum's current keep fraction."""
+
+    train: list
+    answers: list[tuple[int, int]]
+    is_noise: np.ndarray
+    max_len: int
+    batch_size: int
+    curriculum: DistanceCurriculum
+
+    def epoch(self, rng: np.random.Generator) -> list:
+        picks = [self.answers[j] for j in rng.integers(0, len(self.answers), self.batch_size)]
+        windows = [self.train[u][:t][-self.max_len :] for u, t in picks]
+        keep = self.curriculum.keep
+        hist = pad_left([thin_noise(w, self.is_noise[w], keep, rng) for w in windows], self.max_len)
+        target = torch.tensor([self.train[u][t] for u, t in picks])
+        return [(hist, target)]
+
+
+def answer_config(args, device) -> TrainConfig:
+    """`fit` for a wall-clock budget: one batch per epoch, no validation, AdamW 2e-3 (memory
+    values at 10x, `TrainConfig.memory_lr_scale`)."""
+    return TrainConfig(objective="cut", epochs=10**9, eval_every=10**9, patience=10**9,
+                       lr=2e-3, weight_decay=0.01, max_minutes=args.minutes, seed=args.seed,
+                       device=str(device))  # fmt: skip
 
 
 def main() -> None:
@@ -259,6 +261,17 @@ def main() -> None:
         "--ablation", action="store_true", help="long-context: also ELASTIC without curriculum"
     )
     p.add_argument("--eval-users", type=int, default=64)
+    p.add_argument(
+        "--planted-models",
+        nargs="+",
+        default=["elastic", "lda"],
+        help="planted: the models whose expert assignments are measured",
+    )
+    p.add_argument(
+        "--elastic-model",
+        default="elastic-bidir",
+        help="long-context: the ELASTIC form that reads the long window",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--out", default=None)

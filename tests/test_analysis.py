@@ -57,7 +57,7 @@ def test_nmi_extremes_and_errors():
 
 @pytest.mark.parametrize(
     ("name", "lengths"),
-    [("elastic", [7, 11]), ("elastic-causal", [7, 12]), ("lda-causal", [7, 12])],
+    [("elastic-bidir", [7, 11]), ("elastic-causal", [7, 12]), ("lda-causal", [7, 12])],
 )
 def test_assignments_cover_the_items_the_model_reads(tiny_config, name, lengths):
     """A non-causal model reads its last max_len - 1 items and a [MASK]; a causal one max_len."""
@@ -70,7 +70,7 @@ def test_assignments_cover_the_items_the_model_reads(tiny_config, name, lengths)
 
 def test_slot_counts_and_usage(tiny_config):
     torch.manual_seed(0)
-    model = build_model(tiny_config("elastic", max_len=12, num_experts=4))
+    model = build_model(tiny_config("elastic-bidir", max_len=12, num_experts=4))
     counts = slot_counts(model, [np.arange(1, 8), np.arange(5, 20)])
     assert counts.shape == (16,) and counts.sum() == 2 * 4
     stats = usage_stats(counts)

@@ -63,15 +63,15 @@ def test_compare_and_bad_model(tiny_dir, tmp_path, capsys):
 
 def test_compare_checks_every_spec_before_training(tiny_dir, capsys):
     # the old compare trained sasrec (both seeds) before it found elastic:all wrong
-    argv = ["compare", "--models", "sasrec", "elastic:all", "--seeds", "0", "1",
+    argv = ["compare", "--models", "sasrec", "elastic-bidir:all", "--seeds", "0", "1",
             "--dataset", str(tiny_dir), *SMALL]  # fmt: skip
     status, out, err = run_main(argv, capsys)
     assert status == 2 and "seed 0" not in out and "data:" not in out
-    assert err.startswith("error: --models elastic:all:") and "leak the future" in err
+    assert err.startswith("error: --models elastic-bidir:all:") and "leak the future" in err
 
 
 def test_elastic_all_positions_is_refused_and_debug_shows_the_traceback(tiny_dir, capsys):
-    argv = ["train", "--model", "elastic", "--objective", "all", "--dataset", str(tiny_dir),
+    argv = ["train", "--model", "elastic-bidir", "--objective", "all", "--dataset", str(tiny_dir),
             *SMALL]  # fmt: skip
     status, _, err = run_main(argv, capsys)
     assert status == 2 and err.count("\n") == 1 and "leak the future" in err

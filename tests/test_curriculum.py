@@ -64,11 +64,11 @@ def test_curriculum_as_a_fit_callback_scores_every_step(tiny_config):
             steps.append(run.step)
 
     slow = DistanceCurriculum((0.5, 1.0), threshold=1.0, window=1000)  # never mastered
-    fit(build_model(tiny_config("lda")), split, tc, progress=False, callbacks=[slow, Steps()])
+    fit(build_model(tiny_config("lda-bidir")), split, tc, progress=False, callbacks=[slow, Steps()])
     assert len(steps) >= 2 and len(slow.hits) == len(steps)
     assert all(0.0 <= a <= 1.0 for a in slow.hits) and slow.keep == 0.5
     late = DistanceCurriculum((0.5, 1.0), full_after=0.0)  # the clock moves it at step 1
-    fit(build_model(tiny_config("lda")), split, tc, progress=False, callbacks=[late])
+    fit(build_model(tiny_config("lda-bidir")), split, tc, progress=False, callbacks=[late])
     assert late.keep == 1.0 and [(c["step"], c["reason"]) for c in late.log] == [(1, "time")]
 
 

@@ -62,7 +62,7 @@ class At(Callback):
 
 
 @pytest.mark.parametrize(
-    "model,objective", [("sasrec", "all"), ("elastic", "cut"), ("lda", "cloze")]
+    "model,objective", [("sasrec", "all"), ("elastic-bidir", "cut"), ("lda-bidir", "cloze")]
 )
 def test_same_seed_same_metrics(split, model, objective):
     results = []
@@ -105,13 +105,13 @@ def test_non_finite_validation_scores_stop_training(split):
 
 
 def test_non_causal_model_refuses_all_positions(split):
-    mc, tc = _configs("elastic", split.num_items, "all")
+    mc, tc = _configs("elastic-bidir", split.num_items, "all")
     with pytest.raises(ValueError, match="future"):
         fit(build_model(mc), split, tc, progress=False)
 
 
 def test_checkpoint_roundtrip_and_mismatch(split, tmp_path):
-    mc, tc = _configs("lda", split.num_items, "cut")
+    mc, tc = _configs("lda-bidir", split.num_items, "cut")
     result = fit(build_model(mc), split, tc, progress=False, checkpoint=tmp_path / "m.pt")
     loaded = load_checkpoint(tmp_path / "m.pt", mc)
     _assert_same_weights(result.model, loaded)
@@ -125,7 +125,7 @@ def test_checkpoint_roundtrip_and_mismatch(split, tmp_path):
     assert last_path(tmp_path / "m.pt").is_file()  # the resume checkpoint beside it
 
 
-@pytest.mark.parametrize("model,objective", [("sasrec", "all"), ("elastic", "cut")])
+@pytest.mark.parametrize("model,objective", [("sasrec", "all"), ("elastic-bidir", "cut")])
 def test_two_epochs_then_resume_to_four_equals_four_epochs(split, tmp_path, model, objective):
     """The resume checkpoint carries the optimizer, the history, the best weights and every
     random generator (sampler and dropout): stopping and resuming changes nothing."""

@@ -34,7 +34,7 @@ def data():
                           min_len=8, seed=1)  # fmt: skip
 
 
-@pytest.fixture(scope="module", params=["elastic", "elastic-causal"])
+@pytest.fixture(scope="module", params=["elastic-bidir", "elastic-causal"])
 def model(request, data):
     """Both ELASTIC forms: the paper's non-causal reading and the causal one."""
     from tests.conftest import make_tiny_config

@@ -13,6 +13,7 @@ from elastic_edu.models.elastic import ELASTIC, LDAOnly
 from elastic_edu.models.gru4rec import GRU4Rec
 from elastic_edu.models.popularity import Popularity
 from elastic_edu.models.registry import (
+    ALIASES,
     REGISTRY,
     ModelSpec,
     build_model,
@@ -23,6 +24,7 @@ from elastic_edu.models.registry import (
 from elastic_edu.models.sasrec import SASRec
 
 __all__ = [
+    "ALIASES",
     "ELASTIC",
     "ELASTICCausal",
     "EncoderOutput",

@@ -89,7 +89,7 @@ class DispatcherEncoder(SequentialRecommender):
 class ELASTIC(DispatcherEncoder):
     """The paper's reading: k experts retrieved from a product-key memory read the whole history."""
 
-    name = "elastic"
+    name = "elastic-bidir"
     uses = ("num_experts", "memory")
 
     def __init__(self, config: ModelConfig):
@@ -110,7 +110,7 @@ class ELASTIC(DispatcherEncoder):
 class LDAOnly(DispatcherEncoder):
     """Ablation: k learned experts, the same for every user, read the whole history."""
 
-    name = "lda"
+    name = "lda-bidir"
 
     def __init__(self, config: ModelConfig):
         super().__init__(config)

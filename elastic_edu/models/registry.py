@@ -31,6 +31,9 @@ class ModelSpec:
 
 
 REGISTRY: dict[str, ModelSpec] = {}
+# Short names for the variant we recommend (README, "Which ELASTIC"): `elastic` trains the best
+# ELASTIC form found on ML-100K, `lda` its LDA-only ablation in the same form.
+ALIASES = {"elastic": "elastic-causal", "lda": "lda-causal"}
 
 
 def register(cls: type) -> type:
@@ -50,13 +53,15 @@ def register(cls: type) -> type:
 
 
 def model_names() -> tuple[str, ...]:
-    return tuple(REGISTRY)
+    """Every name `get_spec` accepts: the registered models, then the aliases."""
+    return (*REGISTRY, *ALIASES)
 
 
 def get_spec(name: str) -> ModelSpec:
-    """The spec of model `name`; a ValueError lists the known names otherwise."""
+    """The spec of model `name` (an alias resolves to its model); a ValueError lists the names."""
+    name = ALIASES.get(name, name)
     if name not in REGISTRY:
-        raise ValueError(f"model={name!r}: choose one of {', '.join(REGISTRY)}")
+        raise ValueError(f"model={name!r}: choose one of {', '.join(model_names())}")
     return REGISTRY[name]
 
 
@@ -68,6 +73,7 @@ def build_model(config: ModelConfig):
 def check_objective(model_name: str, objective: str) -> str:
     """`objective`, or a ValueError saying which objectives `model_name` supports and why."""
     spec = get_spec(model_name)
+    model_name = spec.name
     if objective in spec.objectives:
         return objective
     if not spec.trainable:

@@ -68,7 +68,7 @@ def test_a_masked_items_identity_reaches_no_output(tiny_config):
     """Give every masked item another identity: the answers change, the inputs and every
     output do not."""
     torch.manual_seed(0)
-    model = build_model(tiny_config("lda", max_len=8)).eval()
+    model = build_model(tiny_config("lda-bidir", max_len=8)).eval()
     seq = np.arange(1, 20)
     make = lambda s: Cloze([s], 8, 4, mask_token=model.mask_token, mask_prob=0.4)  # noqa: E731
     inputs, targets = make(seq).epoch(np.random.default_rng(5))[0]
@@ -100,7 +100,7 @@ def test_make_sampler_follows_the_objective_and_the_model(tiny_config):
     causal = build_model(tiny_config("elastic-causal"))
     sampler = make_sampler("all", TRAIN, causal, cfg)
     assert isinstance(sampler, AllPositions) and sampler.context == 8
-    cloze = make_sampler("cloze", TRAIN, build_model(tiny_config("lda")), cfg)
+    cloze = make_sampler("cloze", TRAIN, build_model(tiny_config("lda-bidir")), cfg)
     assert isinstance(cloze, Cloze) and cloze.mask_token == 41
     with pytest.raises(ValueError, match="not trained with the cloze"):
         make_sampler("cloze", TRAIN, causal, cfg)

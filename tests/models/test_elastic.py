@@ -17,7 +17,7 @@ from elastic_edu.models.elastic import ELASTIC, LDAOnly
 from tests.conftest import make_tiny_config
 
 
-def config(model: str = "elastic", **changes) -> ModelConfig:
+def config(model: str = "elastic-bidir", **changes) -> ModelConfig:
     return make_tiny_config(model, **{"max_len": 32, "subkeys": 6, **changes})
 
 
@@ -53,19 +53,19 @@ def count_flops(fn) -> int:
     return counter.get_total_flops()
 
 
-@pytest.mark.parametrize("kind", ["elastic", "lda"])
+@pytest.mark.parametrize("kind", ["elastic-bidir", "lda-bidir"])
 @pytest.mark.parametrize("return_weights", [False, True])
 def test_encode_outputs(kind, return_weights):
     m = model(kind)
     items = histories()
     out = m.encode(items, return_weights)
-    assert isinstance(m, ELASTIC if kind == "elastic" else LDAOnly)
+    assert isinstance(m, ELASTIC if kind == "elastic-bidir" else LDAOnly)
     assert out.hidden.shape == (3, 12, 16) and torch.equal(out.pad, items == 0)
     assert len(out.aggregate) == len(out.dispatch) == (2 if return_weights else 0)
     for agg, dis in zip(out.aggregate, out.dispatch):
         assert agg.shape == (3, 2, 4, 12) and dis.shape == (3, 2, 12, 4)
         assert (agg.permute(0, 3, 1, 2)[out.pad] == 0).all()  # experts never read padding
-    if kind == "elastic":
+    if kind == "elastic-bidir":
         assert out.slots.shape == out.slot_scores.shape == (3, 4)
     else:
         assert out.slots is None and out.slot_scores is None
@@ -74,7 +74,7 @@ def test_encode_outputs(kind, return_weights):
     assert torch.isfinite(scores[:, 1:]).all()
 
 
-@pytest.mark.parametrize("kind", ["elastic", "lda"])
+@pytest.mark.parametrize("kind", ["elastic-bidir", "lda-bidir"])
 def test_prediction_is_read_at_a_mask_after_the_history(kind):
     """prepare keeps the last max_len - 1 items and appends [MASK]; score reads the state there,
     not at the latest item (which the encoder sees as an input, not as a question)."""
@@ -91,7 +91,7 @@ def test_prediction_is_read_at_a_mask_after_the_history(kind):
     assert m.item_repr().shape[0] == 41  # [MASK] is embedded but never recommended
 
 
-@pytest.mark.parametrize("kind", ["elastic", "lda"])
+@pytest.mark.parametrize("kind", ["elastic-bidir", "lda-bidir"])
 def test_cut_loss_reads_at_the_mask_like_score(kind):
     """`cut` appends [MASK] to the history before the cut: its logits are `score`'s."""
     m = model(kind)
@@ -101,7 +101,7 @@ def test_cut_loss_reads_at_the_mask_like_score(kind):
     torch.testing.assert_close(m.loss(items, targets, "cut"), expected)
 
 
-@pytest.mark.parametrize("kind", ["elastic", "lda"])
+@pytest.mark.parametrize("kind", ["elastic-bidir", "lda-bidir"])
 def test_cloze_loss_is_cross_entropy_at_the_masked_positions(kind):
     m = model(kind, dtype=torch.float32, max_len=8)
     seqs = [np.arange(1, 12), np.arange(20, 26)]
@@ -116,7 +116,7 @@ def test_cloze_loss_is_cross_entropy_at_the_masked_positions(kind):
     assert m.item_emb.weight.grad[m.mask_token].abs().sum() > 0  # [MASK] is an input that learns
 
 
-@pytest.mark.parametrize("kind", ["elastic", "lda"])
+@pytest.mark.parametrize("kind", ["elastic-bidir", "lda-bidir"])
 def test_lean_path_equals_weights_path(kind):
     m = model(kind)
     items = histories()
@@ -124,7 +124,7 @@ def test_lean_path_equals_weights_path(kind):
     torch.testing.assert_close(lean, full, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("kind", ["elastic", "lda", "sasrec"])
+@pytest.mark.parametrize("kind", ["elastic-bidir", "lda-bidir", "sasrec"])
 def test_more_left_padding_changes_nothing(kind):
     m = model(kind)
     items = histories()
@@ -135,11 +135,11 @@ def test_more_left_padding_changes_nothing(kind):
     torch.testing.assert_close(b.hidden[:, extra:][keep], a.hidden[keep], rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(m.final_state(longer), m.final_state(items), rtol=1e-10,
                                atol=1e-10)  # fmt: skip
-    if kind == "elastic":
+    if kind == "elastic-bidir":
         assert torch.equal(a.slots, b.slots)
 
 
-@pytest.mark.parametrize("kind", ["elastic", "lda"])
+@pytest.mark.parametrize("kind", ["elastic-bidir", "lda-bidir"])
 def test_a_user_does_not_depend_on_the_batch(kind):
     m = model(kind)
     users = as_lists(histories())
@@ -147,7 +147,7 @@ def test_a_user_does_not_depend_on_the_batch(kind):
 
 
 def test_gradients_reach_memory_keys_query_and_only_retrieved_rows():
-    m = model("elastic", dtype=torch.float32)
+    m = model("elastic-bidir", dtype=torch.float32)
     items = histories()
     out = m.encode(m.readout(items))  # what the cut loss encodes: the history and [MASK]
     m.loss(items, torch.tensor([1, 2, 3]), "cut").backward()
@@ -161,13 +161,13 @@ def test_gradients_reach_memory_keys_query_and_only_retrieved_rows():
 
 
 def test_lda_experts_learn_and_have_no_memory():
-    m = model("lda", dtype=torch.float32)
+    m = model("lda-bidir", dtype=torch.float32)
     m.loss(histories(), torch.tensor([1, 2, 3]), "cut").backward()
     assert m.experts.grad.abs().sum() > 0
     assert m.memory_parameters() == []
 
 
-@pytest.mark.parametrize("kind", ["elastic", "lda"])
+@pytest.mark.parametrize("kind", ["elastic-bidir", "lda-bidir"])
 def test_all_positions_objective_is_refused(kind):
     m = model(kind)
     assert m.objectives == ("cloze", "cut") and m.default_objective == "cloze"
@@ -181,13 +181,13 @@ def test_bad_arguments():
         build_model(config(num_experts=40, subkeys=4))
     with pytest.raises(ValueError, match="smaller than num_experts"):
         build_model(config(num_experts=8, subkeys=16, candidates=4))
-    assert build_model(config("lda", num_experts=40, subkeys=4)).experts.shape == (40, 16)
+    assert build_model(config("lda-bidir", num_experts=40, subkeys=4)).experts.shape == (40, 16)
     with pytest.raises(ValueError, match="not divisible by heads"):
         config(dim=10, heads=4)
     with pytest.raises(ValueError, match="empty"):
-        model("elastic").encode(torch.zeros(2, 5, dtype=torch.long))
+        model("elastic-bidir").encode(torch.zeros(2, 5, dtype=torch.long))
     with pytest.raises(ValueError, match="LDA-only has a fixed set"):
-        model("lda").encode(histories(), num_experts=2)
+        model("lda-bidir").encode(histories(), num_experts=2)
 
 
 @pytest.mark.parametrize("return_weights", [False, True], ids=["sdpa", "einsum"])
@@ -205,7 +205,7 @@ def test_forward_flops_grow_linearly(return_weights):
 
 
 def test_both_paths_count_the_same_flops():
-    m = model("elastic", dtype=torch.float32)
+    m = model("elastic-bidir", dtype=torch.float32)
     items = histories()
     assert count_flops(lambda: m.encode(items)) == count_flops(lambda: m.encode(items, True))
 
@@ -216,7 +216,7 @@ def test_a_million_slots_cost_almost_nothing_more():
     flops = {}
     for m in (32, 1024):
         # the default widths (d = 64, k = 32), not the tiny ones: the claim is about them
-        cfg = ModelConfig(model="elastic", num_items=100, max_len=200, dropout=0.0,
+        cfg = ModelConfig(model="elastic-bidir", num_items=100, max_len=200, dropout=0.0,
                           memory=MemoryConfig(subkeys=m))  # fmt: skip
         torch.manual_seed(0)
         net = ELASTIC(cfg).eval()
