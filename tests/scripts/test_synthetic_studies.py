@@ -5,17 +5,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="scripts/synthetic_studies.py still uses the API the restructuring removed "
-    "(DistanceCurriculum from elastic_edu.data, ModelConfig(experts=, subkeys=, candidates=), "
-    "its own training loop instead of fit callbacks); its owner updates the script",
-)
 def test_long_context_study_writes_every_model_and_its_curriculum(tmp_path):
     out = tmp_path / "long.json"
     cmd = [
@@ -34,6 +26,6 @@ def test_long_context_study_writes_every_model_and_its_curriculum(tmp_path):
     assert study["elastic_no_curriculum"]["curriculum"] == [1.0]
     for name in ("elastic", "sasrec", "elastic_no_curriculum"):
         run_ = study[name]
-        assert run_["steps"] >= 1 and 0.0 <= run_["HR@1"] <= 1.0
-        assert run_["chance_HR@1"] == 1 / 16
+        assert run_["steps"] >= 1 and run_["train_seconds"] >= 0.6  # the budget: 0.01 min
+        assert run_["chance_HR@1"] == 1 / 16 and run_["HR@1"] <= run_["test"]["HR@10"]
     assert result["device_name"] and result["settings"]["seed"] == 0
