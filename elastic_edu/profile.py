@@ -100,7 +100,8 @@ class PeakMemory(TorchDispatchMode):
     Every op's new output storage is counted when created and uncounted when freed (a weakref
     finalizer on the storage), so `peak` is the high-water mark of live intermediate tensors.
     It sees the ops of eager PyTorch, backward included, not the buffers a fused kernel or a
-    compiled graph allocates inside itself.
+    compiled graph allocates inside itself. Under ``inference_mode`` with autocast, a composite
+    op such as einsum reaches it without autocast's casts (PyTorch 2.13): use ``no_grad`` there.
     """
 
     def __init__(self):
