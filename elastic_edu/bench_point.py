@@ -17,14 +17,17 @@ Workloads (modes):
     train       the ``cut`` loss, backward and an AdamW step (every model)
     stream      models that stream (``spec.streams``): ``model.step(state, item)`` per event,
                 on a state that has already streamed the N events of the history
-                (latency_ms is per event); reencode_ms is ``model.score(items)`` on the same
+                (latency_ms is per event); fresh_ms the same events on a fresh stream, timed
+                alternately with them; reencode_ms is ``model.score(items)`` on the same
                 N-long history, what a model without a state pays for every new event
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
+import statistics
 import time
 from dataclasses import dataclass
 
@@ -229,23 +232,29 @@ def _stream(model, items, s: dict, device, autocast, deadline: float, v: Variant
         if not fill.complete:
             return {"status": "timeout", "note": f"streaming {n} events: projected "
                     f"{fill.projected_s:.0f} s after {seen}"}  # fmt: skip
-        warmed = state
+        # the same events on the streamed state and on a fresh one, alternately: the ratio of
+        # the two holds even when other processes slow this one down
+        fresh = model.start(batch=b)
+        states = itertools.cycle([state, fresh])
 
-        def events():  # STREAM_EVENTS new events on the warmed state (which stays as it is)
-            st = warmed
+        def events():  # STREAM_EVENTS new events on the next state (which stays as it is)
+            st = next(states)
             for t in range(STREAM_EVENTS):
                 st = step(st, later[:, t])
 
         deadline = _precompile(events, v.compile, deadline, s["timeout"])
-        timing = profile.time_runs(events, s["repeats"], s["warmup"], device,
+        states = itertools.cycle([state, fresh])  # timed runs: streamed, fresh, streamed, ...
+        timing = profile.time_runs(events, 2 * s["repeats"], 2 * s["warmup"], device,
                                    deadline - time.perf_counter())  # fmt: skip
         if not timing.complete:
             return {"status": "timeout", "note": f"{STREAM_EVENTS} events: projected "
                     f"{timing.projected_s:.0f} s"}  # fmt: skip
+        after, before = timing.runs_ms[0::2], timing.runs_ms[1::2]
         eager = v.compile == "off" or device.type == "cuda"  # PeakMemory sees eager ops only
         peak = profile.peak_memory(events, device) / 2**20 if eager else None
-        out = {"status": "ok", "latency_ms": timing.median_ms / STREAM_EVENTS,
-               "runs_ms": timing.runs_ms, "events_per_run": STREAM_EVENTS, "peak_mb": peak,
+        out = {"status": "ok", "latency_ms": statistics.median(after) / STREAM_EVENTS,
+               "runs_ms": after, "fresh_ms": statistics.median(before) / STREAM_EVENTS,
+               "fresh_runs_ms": before, "events_per_run": STREAM_EVENTS, "peak_mb": peak,
                "stream_s": sum(fill.runs_ms) / 1e3}  # fmt: skip
         return {**out, **_reencode(model, items, s, device, v, deadline)}
 

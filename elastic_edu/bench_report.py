@@ -137,18 +137,23 @@ def format_crossovers(bench: dict, at=(16384, 65536)) -> str:
 
 
 def format_stream(bench: dict) -> str:
-    """Stream points: per-event latency against N, re-encoding the history for comparison, and
-    each model's per-event latency at its largest N over its smallest."""
+    """Stream points: per-event latency after N events and on a fresh stream (timed alternately,
+    so their ratio resists other load), re-encoding the history for comparison, and each model's
+    per-event latency at its largest N over its smallest."""
     pts = sorted((p for p in bench["points"] if p["mode"] == "stream"),
                  key=lambda p: (p["model"], p["n"]))  # fmt: skip
-    lines = [f"{'model':<20} {'N':>7} {'ms/event':>10} {'re-encode ms':>13} {'ratio':>8}"]
+    f = lambda x, spec: "-" if x is None else format(x, spec)
+    lines = [f"{'model':<20} {'N':>7} {'ms/event':>9} {'fresh':>7} {'after/fresh':>11} "
+             f"{'re-encode ms':>13} {'re-encode/event':>15}"]  # fmt: skip
     for p in pts:
         if p["status"] != "ok":
-            lines.append(f"{p['model']:<20} {p['n']:>7} {p['status']:>10}")
+            lines.append(f"{p['model']:<20} {p['n']:>7} {p['status']:>9}")
             continue
-        re = p.get("reencode_ms")
-        re, ratio = ("-", "-") if re is None else (f"{re:.2f}", f"{re / p['latency_ms']:.0f}x")
-        lines.append(f"{p['model']:<20} {p['n']:>7} {p['latency_ms']:>10.3f} {re:>13} {ratio:>8}")
+        ms, fresh, re = p["latency_ms"], p.get("fresh_ms"), p.get("reencode_ms")
+        grow = None if fresh is None else ms / fresh
+        lines.append(f"{p['model']:<20} {p['n']:>7} {ms:>9.3f} {f(fresh, '.3f'):>7} "
+                     f"{f(grow, '.2f'):>11} {f(re, '.2f'):>13} "
+                     f"{f(None if re is None else re / ms, '.0f'):>15}")  # fmt: skip
     for label in dict.fromkeys(p["model"] for p in pts):
         ok = [p for p in pts if p["model"] == label and p["status"] == "ok"]
         if len(ok) >= 2:

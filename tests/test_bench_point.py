@@ -62,7 +62,8 @@ def test_stream_point_times_events_on_a_streamed_state_and_the_reencoding():
     spec = {"settings": s, "variant": v, "n": 40, "mode": "stream", "device": "cpu", "flops": 1}
     point = bench_point.run_point(spec)
     assert point["status"] == "ok" and point["events_per_run"] == bench_point.STREAM_EVENTS
-    assert len(point["runs_ms"]) == len(point["reencode_runs_ms"]) == 2
+    assert len(point["runs_ms"]) == len(point["fresh_runs_ms"]) == len(point["reencode_runs_ms"])
+    assert len(point["runs_ms"]) == 2 and point["fresh_ms"] > 0
     per_run = sorted(point["runs_ms"])[0] / bench_point.STREAM_EVENTS
     assert point["latency_ms"] >= per_run and point["reencode_ms"] > 0 and point["peak_mb"] > 0
     # per event, one step's FLOPs; a step reads the state, not the history, so they do not grow

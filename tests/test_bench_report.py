@@ -83,12 +83,15 @@ def test_crossover_finds_where_elastic_overtakes():
 
 def test_format_stream():
     points = [{"model": "elastic-causal-k32", "n": n, "mode": "stream", "status": "ok",
-               "latency_ms": ms, "reencode_ms": re} for n, ms, re in
-              ((512, 0.4, 40.0), (8192, 0.5, 700.0))]  # fmt: skip
+               "latency_ms": ms, "fresh_ms": 0.4, "reencode_ms": re} for n, ms, re in
+              ((512, 0.4, 40.0), (8192, 0.5, None))]  # fmt: skip
     points.append({"model": "lda-causal-k32", "n": 8192, "mode": "stream", "status": "timeout"})
-    text = bench_report.format_stream({"points": points})
-    assert "1400x" in text and "timeout" in text
-    assert "per-event latency at N=8192 is 1.25x N=512's" in text
+    lines = bench_report.format_stream({"points": points}).splitlines()
+    assert lines[1].split() == ["elastic-causal-k32", "512", "0.400", "0.400", "1.00", "40.00",
+                                "100"]  # fmt: skip
+    assert lines[2].split() == ["elastic-causal-k32", "8192", "0.500", "0.400", "1.25", "-", "-"]
+    assert lines[3].split() == ["lda-causal-k32", "8192", "timeout"]
+    assert lines[4] == "elastic-causal-k32: per-event latency at N=8192 is 1.25x N=512's"
 
 
 @pytest.mark.parametrize("path", sorted(RESULTS.glob("bench-*.json")), ids=lambda p: p.name)
