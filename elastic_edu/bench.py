@@ -39,7 +39,6 @@ from elastic_edu.bench_point import is_oom, point_flops, run_point
 from elastic_edu.bench_settings import Formatter, add_options, check_settings, settings_from_args
 from elastic_edu.device import choose_device, describe_device
 
-STATUSES = ("ok", "oom", "timeout", "error")
 START_METHOD = "forkserver"  # a fresh process per CPU point, without the parent's memory
 
 
