@@ -61,7 +61,7 @@ def summarise(bench: dict, slope_from: int = 2048, ratio_at=(2048, 4096, 8192)) 
     at = {(p["model"], p["mode"], p["n"]): p for p in ok}
     ratios: dict = {}
     for label in (x for x in labels if not x.startswith("sasrec")):
-        for base in (x for x in labels if x.startswith("sasrec")):
+        for base in (x for x in labels if x.startswith("sasrec") and _tag(x) == _tag(label)):
             for mode in modes:
                 for n in ratio_at:
                     a, b = at.get((label, mode, n)), at.get((base, mode, n))
@@ -77,21 +77,107 @@ def summarise(bench: dict, slope_from: int = 2048, ratio_at=(2048, 4096, 8192)) 
             "slopes": slopes, "ratios": ratios}  # fmt: skip
 
 
+def _tag(label: str) -> str:
+    """The compile tag of a label (``elastic-k32+compile`` -> ``compile``): ratios compare like
+    with like."""
+    return label.partition("+")[2]
+
+
+def crossover(bench: dict, label: str, baseline: str, mode: str) -> dict:
+    """Where `label` overtakes `baseline`: the smallest measured N from which it is faster at
+    every N where both ran (None if never), and per N the speed-up (baseline / label latency),
+    the memory share (label / baseline) and each status."""
+    div = lambda a, b: a / b if a is not None and b else None
+    pts = {(p["model"], p["n"]): p for p in bench["points"] if p["mode"] == mode}
+    ns = sorted({n for m, n in pts if m in (label, baseline)})
+    rows, faster = {}, []
+    for n in ns:
+        a, b = pts.get((label, n), {}), pts.get((baseline, n), {})
+        both = a.get("status") == b.get("status") == "ok"
+        x = b["latency_ms"] / a["latency_ms"] if both else None
+        mem = div(a.get("peak_mb"), b.get("peak_mb")) if both else None
+        rows[n] = {"speedup": x, "memory": mem, "status": [a.get("status"), b.get("status")]}
+        if both:
+            faster.append((n, x > 1))
+    since = None
+    for n, ok in reversed(faster):
+        if not ok:
+            break
+        since = n
+    return {"label": label, "baseline": baseline, "mode": mode, "from_n": since, "at": rows}
+
+
+def format_crossover(c: dict, at=(16384, 65536)) -> str:
+    """One line: where `label` overtakes `baseline`, and by how much at the N in `at`."""
+    where = f"from N={c['from_n']}" if c["from_n"] else "never in the measured range"
+    parts = [f"{c['label']} vs {c['baseline']} ({c['mode']}): faster {where}"]
+    for n in at:
+        r = c["at"].get(n) or c["at"].get(str(n))
+        if r is None:
+            parts.append(f"N={n}: not measured")
+        elif r["speedup"] is None:
+            a, b = (x or "-" for x in r["status"])
+            parts.append(f"N={n}: {a} vs {b}")
+        else:
+            mem = "" if r["memory"] is None else f", {100 * r['memory']:.0f}% memory"
+            parts.append(f"N={n}: {r['speedup']:.2f}x{mem}")
+    return "; ".join(parts)
+
+
+def format_crossovers(bench: dict, at=(16384, 65536)) -> str:
+    """`format_crossover` lines, per mode: every other model against every SASRec of the same
+    compile tag, and every compiled label against its eager self."""
+    labels = list(dict.fromkeys(p["model"] for p in bench["points"]))
+    pairs = [(a, b) for a in labels if not a.startswith("sasrec")
+             for b in labels if b.startswith("sasrec") and _tag(a) == _tag(b)]  # fmt: skip
+    pairs += [(a, a.partition("+")[0]) for a in labels if _tag(a) and a.partition("+")[0] in labels]
+    modes = dict.fromkeys(p["mode"] for p in bench["points"] if p["mode"] != "stream")
+    lines = [format_crossover(crossover(bench, a, b, m), at) for m in modes for a, b in pairs]
+    return "\n".join(lines)
+
+
+def format_stream(bench: dict) -> str:
+    """Stream points: per-event latency after N events and on a fresh stream (timed alternately,
+    so their ratio resists other load), re-encoding the history for comparison, and each model's
+    per-event latency at its largest N over its smallest."""
+    pts = sorted((p for p in bench["points"] if p["mode"] == "stream"),
+                 key=lambda p: (p["model"], p["n"]))  # fmt: skip
+    f = lambda x, spec: "-" if x is None else format(x, spec)
+    lines = [f"{'model':<20} {'N':>7} {'ms/event':>9} {'fresh':>7} {'after/fresh':>11} "
+             f"{'re-encode ms':>13} {'re-encode/event':>15}"]  # fmt: skip
+    for p in pts:
+        if p["status"] != "ok":
+            lines.append(f"{p['model']:<20} {p['n']:>7} {p['status']:>9}")
+            continue
+        ms, fresh, re = p["latency_ms"], p.get("fresh_ms"), p.get("reencode_ms")
+        grow = None if fresh is None else ms / fresh
+        lines.append(f"{p['model']:<20} {p['n']:>7} {ms:>9.3f} {f(fresh, '.3f'):>7} "
+                     f"{f(grow, '.2f'):>11} {f(re, '.2f'):>13} "
+                     f"{f(None if re is None else re / ms, '.0f'):>15}")  # fmt: skip
+    for label in dict.fromkeys(p["model"] for p in pts):
+        ok = [p for p in pts if p["model"] == label and p["status"] == "ok"]
+        if len(ok) >= 2:
+            lo, hi = ok[0], ok[-1]
+            x = hi["latency_ms"] / lo["latency_ms"]
+            lines.append(f"{label}: per-event latency at N={hi['n']} is {x:.2f}x N={lo['n']}'s")
+    return "\n".join(lines)
+
+
 def format_summary(summary: dict) -> str:
     """The printed table: slopes, then speed-up and memory share against each SASRec."""
     f = lambda x, spec, unit="": (
         "-" if x is None or not math.isfinite(x) else format(x, spec) + unit
     )
-    head = f"{'model':<14} {'mode':<10} {'N range':<12} {'latency':>8} {'memory':>8}"
+    head = f"{'model':<20} {'mode':<10} {'N range':<12} {'latency':>8} {'memory':>8}"
     lines = [f"log-log slope over N >= {summary['slope_from']} (else the longest)", head]
     for label, by_mode in summary["slopes"].items():
         for mode, sl in by_mode.items():
             rng = f"{sl['n'][0]}-{sl['n'][1]}" if sl["n"] else "-"
-            lines.append(f"{label:<14} {mode:<10} {rng:<12} {f(sl['latency_ms'], '.2f'):>8} "
+            lines.append(f"{label:<20} {mode:<10} {rng:<12} {f(sl['latency_ms'], '.2f'):>8} "
                          f"{f(sl['peak_mb'], '.2f'):>8}")  # fmt: skip
     ns = summary["ratio_at"]
     lines += ["", "speed-up = SASRec latency / model latency; memory = model peak / SASRec peak",
-              f"{'model':<14} {'vs':<13} {'mode':<10} "
+              f"{'model':<20} {'vs':<20} {'mode':<10} "
               + "".join(f"{'x@' + str(n):>9}" for n in ns)
               + "".join(f"{'mem@' + str(n):>10}" for n in ns)]  # fmt: skip
     for label, by_base in summary["ratios"].items():
@@ -99,7 +185,7 @@ def format_summary(summary: dict) -> str:
             for mode, r in by_mode.items():
                 x = [r.get(n, r.get(str(n), {})) for n in ns]  # int keys, or str from JSON
                 mem = [None if q.get("memory") is None else 100 * q["memory"] for q in x]
-                lines.append(f"{label:<14} {base:<13} {mode:<10} "
+                lines.append(f"{label:<20} {base:<20} {mode:<10} "
                              + "".join(f"{f(q.get('speedup'), '.1f', 'x'):>9}" for q in x)
                              + "".join(f"{f(m, '.1f', '%'):>10}" for m in mem))  # fmt: skip
     return "\n".join(lines)

@@ -1,22 +1,152 @@
-"""Measuring cost: analytic memory estimates (checked before training).
+"""Measuring cost: the one timer, the one peak-memory meter, and memory estimates.
 
-`estimate_memory` adds up what one training run holds: parameters with their gradients and
-AdamW's two moments, and the largest activations of one batch (the score tensors of every layer
-and the logits over the catalogue). `check_memory` compares that with the memory available
-(RAM, or the GPU's free memory) and names the setting to lower.
+- `time_runs(fn, repeats, warmup, device)`: milliseconds per call of ``fn()``, the median after
+  warm-up runs; CUDA events on a GPU (what the kernels take), ``perf_counter`` elsewhere.
+- `peak_memory(fn, device)`: the peak bytes of tensors one call allocates beyond those alive
+  before it; ``torch.cuda.max_memory_allocated`` on a GPU, `PeakMemory` (a dispatch mode that
+  follows every tensor an op creates until it is freed) elsewhere. Both count tensors, not the
+  process: a long-lived notebook kernel or the allocator's caches do not enter.
+- `estimate_memory` / `check_memory`: before training, what one run will hold, by formula.
+
+FLOPs are counted in `elastic_edu.flops`. The bench (`elastic_edu.bench`), the complexity widget
+and the scripts measure with these functions only.
 """
 
 from __future__ import annotations
 
+import math
+import statistics
+import time
+import weakref
+from collections.abc import Callable
 from contextlib import suppress
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 from elastic_edu.config import ModelConfig, TrainConfig
 from elastic_edu.device import choose_device
 
 FLOAT = 4  # bytes
+
+
+@dataclass
+class Timing:
+    """runs_ms: milliseconds of each timed call (warm-up excluded); complete: every repeat ran
+    (False when `time_runs` stopped at its budget); projected_s: the seconds all warm-up and
+    timed calls would take, projected from the calls so far."""
+
+    runs_ms: list[float]
+    complete: bool
+    projected_s: float
+
+    @property
+    def median_ms(self) -> float | None:
+        return statistics.median(self.runs_ms) if self.runs_ms else None
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def time_runs(
+    fn: Callable[[], object],
+    repeats: int = 5,
+    warmup: int = 1,
+    device: torch.device | str = "cpu",
+    budget_s: float = math.inf,
+    min_runs: int = 0,
+) -> Timing:
+    """Call ``fn()`` warmup + repeats times and time each call in milliseconds.
+
+    CUDA: a pair of events around the call, read after the second completes (the GPU's time,
+    launch gaps included); MPS and CPU: ``perf_counter`` around the call, synchronised on MPS.
+    After each call the total is projected (time so far + this call x calls left); once it
+    exceeds `budget_s` and at least `min_runs` calls were timed, it stops (complete=False).
+    """
+    device = torch.device(device)
+    _synchronize(device)
+    start, runs, total = time.perf_counter(), [], warmup + repeats
+    for i in range(total):
+        if device.type == "cuda":
+            t0, t1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            t0.record()
+            fn()
+            t1.record()
+            t1.synchronize()
+            ms = t0.elapsed_time(t1)
+        else:
+            t = time.perf_counter()
+            fn()
+            _synchronize(device)
+            ms = 1e3 * (time.perf_counter() - t)
+        if i >= warmup:
+            runs.append(ms)
+        projected = time.perf_counter() - start + ms / 1e3 * (total - i - 1)
+        if projected > budget_s and len(runs) >= min_runs and i < total - 1:
+            return Timing(runs, complete=False, projected_s=projected)
+    return Timing(runs, complete=True, projected_s=time.perf_counter() - start)
+
+
+class PeakMemory(TorchDispatchMode):
+    """Peak bytes of the tensors allocated inside the ``with`` block (inputs and weights excluded).
+
+    Every op's new output storage is counted when created and uncounted when freed (a weakref
+    finalizer on the storage), so `peak` is the high-water mark of live intermediate tensors.
+    It sees the ops of eager PyTorch, backward included, not the buffers a fused kernel or a
+    compiled graph allocates inside itself. Under ``inference_mode`` with autocast, a composite
+    op such as einsum reaches it without autocast's casts (PyTorch 2.13): use ``no_grad`` there.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.live = self.peak = 0
+        self._alive: dict[int, weakref.finalize] = {}
+
+    def _free(self, ptr: int, nbytes: int) -> None:
+        self._alive.pop(ptr, None)
+        self.live -= nbytes
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        inputs = {t.untyped_storage().data_ptr() for t in tree_leaves((args, kwargs))
+                  if isinstance(t, torch.Tensor)}  # fmt: skip
+        for t in tree_leaves(out):
+            if not isinstance(t, torch.Tensor):
+                continue
+            storage = t.untyped_storage()
+            ptr, nbytes = storage.data_ptr(), storage.nbytes()
+            if nbytes == 0 or ptr in inputs or ptr in self._alive:
+                continue  # a view of an input, or a storage already counted
+            self._alive[ptr] = weakref.finalize(storage, self._free, ptr, nbytes)
+            self.live += nbytes
+            self.peak = max(self.peak, self.live)
+        return out
+
+
+def peak_memory(fn: Callable[[], object], device: torch.device | str = "cpu") -> int:
+    """Peak bytes that one call ``fn()`` holds in tensors beyond those alive before it.
+
+    CUDA: ``max_memory_allocated`` minus ``memory_allocated`` before the call (fused kernels'
+    workspaces included); elsewhere `PeakMemory` (eager ops only: call it on uncompiled code).
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        fn()
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - base
+    with PeakMemory() as mem:
+        fn()
+    return mem.peak
 
 
 def estimate_memory(mc: ModelConfig, tc: TrainConfig) -> dict[str, float]:

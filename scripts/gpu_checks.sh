@@ -1,18 +1,26 @@
 #!/usr/bin/env bash
-# One prepared GPU check: nvidia-smi, then the complexity bench (elastic_edu.bench) on CUDA in
-# float32 and bfloat16, for SASRec (naive, SDPA), ELASTIC (k = 16, 32, 64) and LDA-only at
-# N = 128 .. 16384, batch 4. Everything lands in $OUT (default ./gpu-out):
-#   nvidia-smi.txt, bench-<card>-fp32.json/.log, bench-<card>-bf16.json/.log, summary.txt
-# The whole script stays within GPU_CHECK_CAP seconds (default 360): each bench run gets a share
-# of what is left and is stopped at it; the JSON is rewritten after every point, so a stopped run
-# still leaves every point it measured. Usage, from anywhere:  bash scripts/gpu_checks.sh
+# One prepared GPU check (issue #14): the bench at production width on one CUDA card, within
+# GPU_CHECK_CAP seconds (default 480). Batch 32, N = 1k .. 64k, inference and training step,
+# SASRec with torch's flash SDPA (no padding: the causal flag) against ELASTIC (non-causal,
+# k = 32) and ELASTIC-causal (k = 32). Runs, most important first, each stopped at its share:
+#   bench-<card>-d256-bf16.json     d = 256, bfloat16 autocast
+#   bench-<card>-d256-fp32.json     d = 256, float32
+#   bench-<card>-d256-stream.json   elastic-causal per event after N = 1k, 16k streamed events
+#   bench-<card>-d256-compile.json  torch.compile (CUDA graphs) against eager, bf16 inference
+#   bench-<card>-d512-bf16.json     d = 512, if time is left
+# and summary-<card>.txt: where ELASTIC overtakes flash, by how much at 16k and 64k, the stream table.
+# Everything lands in $OUT (default results/), with nvidia-smi.txt and one .log per run. Each
+# JSON is rewritten after every point, so a run stopped at its share keeps what it measured.
+# Usage, from anywhere:  bash scripts/gpu_checks.sh      (exit 1 if a point failed otherwise
+# than out of memory or time, 3 without the Python packages, 4 without a CUDA device)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1
-OUT="${OUT:-gpu-out}"
+OUT="${OUT:-results}"
 PY="${PYTHON:-python3}"
-CAP="${GPU_CHECK_CAP:-360}"
+CAP="${GPU_CHECK_CAP:-480}"
 START=$SECONDS
+STATUS=0
 mkdir -p "$OUT"
 
 nvidia-smi | tee "$OUT/nvidia-smi.txt" || echo "nvidia-smi failed" | tee "$OUT/nvidia-smi.txt"
@@ -37,39 +45,68 @@ fi
 card=$("$PY" -c "import re, torch; print(re.sub('[^a-z0-9]+', '-', torch.cuda.get_device_name().lower()).strip('-'))")
 echo "card: $card, torch $("$PY" -c 'import torch; print(torch.__version__)'), cap ${CAP}s"
 
-runs=(fp32:float32 bf16:bfloat16)
-for i in "${!runs[@]}"; do
-    tag=${runs[$i]%%:*}
-    dtype=${runs[$i]#*:}
-    left=$((CAP - (SECONDS - START) - 15))
-    share=$((left / (${#runs[@]} - i)))
-    if ((share < 20)); then
-        echo "gpu_checks: no time left for $tag" >&2
-        continue
-    fi
-    echo "== bench $dtype, up to ${share}s =="
-    timeout --signal=INT --kill-after=10 "$share" \
-        "$PY" -m elastic_edu bench --device cuda --dtype "$dtype" \
-        --models sasrec-naive sasrec-sdpa elastic lda --k 16 32 64 \
-        --lengths 128 256 512 1024 2048 4096 8192 16384 --batch 4 \
-        --repeats 10 --warmup 3 --timeout 30 \
-        --out "$OUT/bench-$card-$tag.json" 2>&1 | tee "$OUT/bench-$card-$tag.log" || \
-        echo "gpu_checks: bench $dtype stopped early (exit ${PIPESTATUS[0]}); partial JSON kept"
-done
+LONG=(1024 2048 4096 8192 16384 32768 65536)
+COMMON=(--device cuda --batch 32 --repeats 5 --warmup 2 --timeout 30)
+MODELS=(--models sasrec-sdpa elastic-k32 elastic-causal-k32)
 
-# the summary of whatever was measured, also for a run stopped at its share of the cap
-"$PY" - "$OUT" "$card" <<'EOF' | tee "$OUT/summary.txt"
+# bench NAME SHARE ARGS...: one bench run, stopped after SHARE seconds (or what is left)
+bench() {
+    local name=$1 share=$2
+    shift 2
+    local left=$((CAP - (SECONDS - START) - 20))  # 20 s kept for the summary
+    if ((share > left)); then
+        share=$left
+    fi
+    if ((share < 30)); then
+        echo "gpu_checks: no time left for $name" >&2
+        return 0
+    fi
+    echo "== $name: up to ${share}s =="
+    set +e
+    timeout --signal=INT --kill-after=10 "$share" \
+        "$PY" -m elastic_edu bench "$@" --out "$OUT/bench-$card-$name.json" 2>&1 |
+        tee "$OUT/bench-$card-$name.log"
+    local rc=${PIPESTATUS[0]}
+    set -e
+    if ((rc == 1)); then
+        echo "gpu_checks: $name: a point failed (see the log)" >&2
+        STATUS=1
+    elif ((rc != 0)); then
+        echo "gpu_checks: $name stopped early (exit $rc); partial JSON kept"
+    fi
+}
+
+bench d256-bf16 110 "${COMMON[@]}" "${MODELS[@]}" --dim 256 --heads 4 --dtype bfloat16 \
+    --modes inference train --lengths "${LONG[@]}"
+bench d256-fp32 110 "${COMMON[@]}" "${MODELS[@]}" --dim 256 --heads 4 --dtype float32 \
+    --modes inference train --lengths "${LONG[@]}"
+bench d256-stream 50 "${COMMON[@]}" --models elastic-causal-k32 --dim 256 --heads 4 \
+    --dtype bfloat16 --modes stream --lengths 1024 16384 --timeout 60
+bench d256-compile 110 "${COMMON[@]}" --models sasrec-sdpa elastic-k32 --dim 256 --heads 4 \
+    --dtype bfloat16 --modes inference --lengths 1024 16384 --compile off reduce-overhead
+bench d512-bf16 200 "${COMMON[@]}" "${MODELS[@]}" --dim 512 --heads 8 --dtype bfloat16 \
+    --modes inference train --lengths "${LONG[@]}"
+
+# the summary of whatever was measured, also for runs stopped at their share
+"$PY" - "$OUT" "$card" <<'EOF' | tee "$OUT/summary-$card.txt"
 import sys
 from pathlib import Path
-from elastic_edu.bench import format_summary, load_results, summarise
+
+from elastic_edu import bench_report as report
+
 out, card = Path(sys.argv[1]), sys.argv[2]
-for tag in ("fp32", "bf16"):
-    path = out / f"bench-{card}-{tag}.json"
+for name in ("d256-bf16", "d256-fp32", "d256-stream", "d256-compile", "d512-bf16"):
+    path = out / f"bench-{card}-{name}.json"
     if not path.exists():
-        print(f"{path.name}: missing")
+        print(f"== {path.name}: missing\n")
         continue
-    bench = load_results(path)
-    print(f"== {path.name}: {len(bench['points'])} points ==")
-    print(format_summary(summarise(bench)), "\n")
+    bench = report.load_results(path)
+    print(f"== {path.name}: {len(bench['points'])} points, {bench['device_name']}, "
+          f"torch {bench['torch']}")
+    if name.endswith("stream"):
+        print(report.format_stream(bench), "\n")
+        continue
+    print(report.format_crossovers(bench, at=(16384, 65536)), "\n")
 EOF
 echo "gpu_checks: done in $((SECONDS - START))s"
+exit $STATUS

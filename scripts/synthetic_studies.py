@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from elastic_edu import profile
 from elastic_edu.analysis import expert_assignments, nmi, per_user_nmi, shuffled_nmi
 from elastic_edu.config import MemoryConfig, ModelConfig, TrainConfig
 from elastic_edu.curriculum import DistanceCurriculum
@@ -112,20 +112,14 @@ def step_seconds(mc: ModelConfig, device, batch: int, repeats: int = 3) -> float
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     items = torch.randint(1, mc.num_items + 1, (batch, mc.max_len), device=device)
     target = torch.randint(1, mc.num_items + 1, (batch,), device=device)
-    times = []
-    for i in range(repeats + 1):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
+
+    def step():
         loss = model.loss(items, target, "cut")
         opt.zero_grad()
         loss.backward()
         opt.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        if i:
-            times.append(time.perf_counter() - t)
-    return float(np.median(times))
+
+    return profile.time_runs(step, repeats, warmup=1, device=device).median_ms / 1e3
 
 
 def long_context(args, device) -> dict:

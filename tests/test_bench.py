@@ -1,116 +1,145 @@
-"""The bench end to end on tiny sizes (not timed), its failure statuses and its summary maths."""
+"""The bench sweep end to end on tiny sizes (not timed): its JSON, its refusals, its sandbox
+(address-space cap, out of memory, timeouts) and its exit status when a point fails."""
 
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
+import platform
+import resource
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from elastic_edu import bench
+from elastic_edu import bench, bench_settings, flops
+from elastic_edu.bench_point import model_config, parse_label
 from elastic_edu.cli import main as cli_main
 
 TINY = ["--lengths", "16", "32", "--dim", "16", "--heads", "2", "--layers", "1",
         "--num-items", "50", "--repeats", "1", "--warmup", "0", "--threads", "1",
         "--device", "cpu"]  # fmt: skip
-KEYS = {"model", "n", "batch", "mode", "latency_ms", "peak_mb", "flops", "status"}
+KEYS = {"model", "n", "batch", "mode", "latency_ms", "peak_mb", "flops", "status", "params"}
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_cli_end_to_end_writes_valid_json(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    models = ["sasrec-naive", "sasrec-sdpa", "elastic", "lda"]
+    models = ["sasrec-naive", "sasrec-sdpa", "elastic", "lda-k4"]
     assert cli_main(["bench", "--models", *models, "--k", "4", *TINY, "--out", str(out)]) == 0
     result = json.loads(out.read_text())
-    assert result["torch"] and result["machine"]["hostname"] is not None
-    assert result["device_name"] and result["settings"]["objective"] == "cut"
-    points = result["points"]
+    assert result["machine"]["hostname"] == platform.node()
+    assert result["settings"]["objective"] == "cut" and result["device"] == "cpu"
     labels = ["sasrec-naive", "sasrec-sdpa", "elastic-k4", "lda-k4"]
-    assert {(p["model"], p["n"], p["mode"]) for p in points} == {
-        (m, n, mode) for m in labels for n in (16, 32) for mode in ("inference", "train")
-    }
+    assert result["settings"]["labels"] == labels
+    points = result["points"]
+    assert [(p["model"], p["n"], p["mode"]) for p in points] == [
+        (m, n, mode) for mode in ("inference", "train") for n in (16, 32) for m in labels
+    ]  # models interleaved at each n
     for p in points:
-        assert KEYS <= set(p), p
-        assert p["status"] in bench.STATUSES
-        assert p["batch"] == 4 and p["mode"] in ("inference", "train")
-        if p["status"] == "ok":
-            assert p["flops"] > 0 and p["latency_ms"] > 0 and p["peak_mb"] >= 0
-    # training costs more matrix products than inference, and FLOPs grow with n
-    flops = {(p["model"], p["n"], p["mode"]): p["flops"] for p in points}
-    for m in labels:
-        assert flops[m, 16, "train"] > flops[m, 16, "inference"]
-        assert flops[m, 32, "inference"] > flops[m, 16, "inference"]
+        assert KEYS <= set(p) and p["status"] == "ok" and p["batch"] == 4, p
+        assert p["latency_ms"] == p["runs_ms"][0] and p["peak_mb"] > 0
+    at = {(p["model"], p["n"], p["mode"]): p for p in points}
+    s = bench_settings.make_settings(["--models", *models, "--k", "4", *TINY])
+    for label in labels:  # FLOPs counted on meta equal the formulas, for each point's own N
+        for n in (16, 32):
+            config = model_config(parse_label(label, [4])[0], s, n)
+            assert at[label, n, "inference"]["flops"] == flops.encoder_flops(config, 4, n)
+        assert at[label, 16, "train"]["flops"] > 2 * at[label, 16, "inference"]["flops"]
+    # naive attention holds (b, h, n, n) float scores: 4 * 2 * 32 * 32 * 4 bytes at least
+    assert at["sasrec-naive", 32, "inference"]["peak_mb"] * 2**20 >= 4 * 2 * 32 * 32 * 4
     printed = capsys.readouterr().out
     assert "log-log slope" in printed and "elastic-k4" in printed and "[16/16]" in printed
 
 
-def test_timeout_and_oom_are_recorded_and_larger_n_skipped(tmp_path):
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--models", "elastic", "--k", "0"], "--k=0"),
+        (["--models", "elastic-k0"], "elastic-k0"),
+        (["--models", "elastic", "--k", "2048"], "--k=2048"),
+        (["--batch", "0"], "--batch=0"),
+        (["--batch", "100000"], "--batch=100000"),
+        (["--lengths", "0", "16"], "--lengths=0"),
+        (["--lengths", "16", "1000000000"], "--lengths=1000000000"),
+        (["--models", "sasrec-sdpa", "--modes", "stream"], "does not stream"),
+        (["--models", "popularity"], "not a neural sequence encoder"),
+        (["--models", "sasrec-k4"], "back-end 'k4'"),
+        (["--mem-limit", "0"], "--mem-limit=0"),
+    ],
+)
+def test_bad_arguments_exit_2_naming_the_option(args, named, capsys):
+    assert cli_main(["bench", "--device", "cpu", "--models", "elastic", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and named in err
+
+
+def test_each_point_is_built_for_its_own_n():
+    """A huge N in the sweep must not size the models of the short points: with max_len = 2**20
+    the position table alone (2**20 x 64 floats, 256 MiB) exceeds the 205 MiB cap."""
+    argv = ["--models", "sasrec-sdpa", "--modes", "inference", *TINY, "--dim", "64"]
+    s = bench_settings.make_settings([*argv, "--lengths", "16", "1048576", "--mem-limit", "0.2"])
+    points = bench.run_bench(s, log=lambda line: None)["points"]
+    assert [(p["n"], p["status"]) for p in points] == [(16, "ok"), (1048576, "oom")]
+    assert points[0]["params"] < 60_000  # (51 + 16) x 64 embeddings and one block of d = 64
+    assert points[1]["flops"] > points[0]["flops"]  # counted on meta all the same
+
+
+def test_an_existing_address_space_limit_is_kept_not_recorded_as_oom(tmp_path):
+    """Under `ulimit -v` the cap (size + --mem-limit) would exceed the hard limit, which an
+    unprivileged process cannot raise: the bench caps at the existing limit instead."""
+    hard = 4 * 2**30
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
+
+    out = tmp_path / "b.json"
+    argv = ["bench", "--models", "sasrec-sdpa", "--modes", "inference", *TINY,
+            "--lengths", "16", "--mem-limit", "64", "--out", str(out)]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([sys.executable, "-m", "elastic_edu", *argv], cwd=ROOT, env=env,
+                         preexec_fn=limit, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert [p["status"] for p in json.loads(out.read_text())["points"]] == ["ok"]
+
+
+def test_timeout_and_oom_are_recorded_and_larger_n_skipped():
     argv = ["--models", "sasrec-naive", "--modes", "inference", *TINY, "--lengths", "16", "512"]
-    settings = bench.make_settings([*argv, "--dim", "64", "--batch", "64", "--mem-limit", "0.2"])
-    result = bench.run_bench(settings, log=lambda line: None)
-    status = {p["n"]: p["status"] for p in result["points"]}
-    assert status == {
-        16: "ok",
-        512: "oom",
-    }  # (64, 2, 512, 512) float scores: several 128 MiB > 205 MiB
-    settings.update(timeout=1e-6, mem_limit_mb=None, batch=2)  # one run exceeds the budget
-    result = bench.run_bench(settings, log=lambda line: None)
+    s = bench_settings.make_settings([*argv, "--dim", "64", "--batch", "64", "--mem-limit", "0.2"])
+    result = bench.run_bench(s, log=lambda line: None)
+    # (64, 2, 512, 512) float scores are 128 MiB each: a few of them exceed the 205 MiB cap
+    assert {p["n"]: p["status"] for p in result["points"]} == {16: "ok", 512: "oom"}
+    s.update(timeout=1e-6, mem_limit_mb=None, batch=2, repeats=2)  # one run exceeds the budget
+    result = bench.run_bench(s, log=lambda line: None)
     assert [p["status"] for p in result["points"]] == ["timeout", "timeout"]
-    assert result["points"][1]["note"].startswith("skipped")
-    assert result["points"][1]["flops"] > result["points"][0]["flops"]  # counted all the same
+    assert result["points"][1]["note"].startswith("skipped: timeout at n=16")
 
 
-def test_expand_models_labels():
-    labels = lambda models, ks: [v["label"] for v in bench.expand_models(models, ks)]
-    assert labels(["sasrec-naive", "elastic", "lda"], [16, 32, 64]) == [
-        "sasrec-naive", "elastic-k16", "elastic-k32", "elastic-k64", "lda-k32"
-    ]  # fmt: skip
-    assert labels(["elastic", "lda"], [32]) == ["elastic-k32", "lda-k32"]
-    assert labels(["elastic-k8", "sasrec-sdpa"], [32]) == ["elastic-k8", "sasrec-sdpa"]
-    with pytest.raises(SystemExit, match="unknown"):
-        bench.expand_models(["transformer"], [32])
+def _fake_point(spec):
+    """Stands in for run_point in a forked worker: lda fails, its process dies at n=32."""
+    if spec["variant"].model == "lda" and spec["n"] == 16:
+        raise RuntimeError("boom: a shape bug, not a memory problem")
+    if spec["variant"].model == "lda":
+        os._exit(3)
+    return {"status": "ok", "latency_ms": 1.0, "runs_ms": [1.0], "peak_mb": 1.0, "params": 1}
 
 
-def _synthetic() -> dict:
-    points = []
-    for n in (512, 1024, 2048, 4096, 8192):
-        for mode in ("inference", "train"):
-            for model, lat, mem in (
-                ("sasrec-naive", 1e-6 * n**2, 1e-5 * n**2),
-                ("sasrec-sdpa", 1e-4 * n**1.5, 1e-3 * n),
-                ("elastic-k32", 1e-3 * n, 5e-4 * n),
-            ):
-                points.append({"model": model, "n": n, "batch": 4, "mode": mode, "flops": n,
-                               "latency_ms": lat, "peak_mb": mem, "status": "ok"})  # fmt: skip
-    points.append({"model": "sasrec-naive", "n": 16384, "batch": 4, "mode": "train",
-                   "flops": 1, "latency_ms": None, "peak_mb": None, "status": "oom"})  # fmt: skip
-    return {"settings": {"ks": [16, 32, 64]}, "points": points}
-
-
-def test_summarise_slopes_and_ratios():
-    summary = bench.summarise(_synthetic())
-    naive = summary["slopes"]["sasrec-naive"]["train"]
-    assert naive["latency_ms"] == pytest.approx(2.0) and naive["peak_mb"] == pytest.approx(2.0)
-    assert naive["n"] == [2048, 8192]  # only N >= 2048, and the oom point is left out
-    assert summary["slopes"]["sasrec-sdpa"]["inference"]["latency_ms"] == pytest.approx(1.5)
-    assert summary["slopes"]["elastic-k32"]["inference"]["peak_mb"] == pytest.approx(1.0)
-    assert summary["reference"] == "elastic-k32"
-    r = summary["ratios"]["elastic-k32"]["sasrec-naive"]["inference"][8192]
-    assert r["latency"] == pytest.approx(1e-3 * 8192 / (1e-6 * 8192**2))
-    assert r["speedup"] == pytest.approx(1 / r["latency"])
-    assert r["memory"] == pytest.approx(5e-4 / (1e-5 * 8192))
-    assert "sasrec-naive" not in summary["ratios"]
-    table = bench.format_summary(summary)
-    assert "log-log slope" in table and "2.00" in table and "x@8192" in table
-
-
-def test_summarise_reads_json_keys_and_short_sweeps(tmp_path):
-    path = tmp_path / "b.json"
-    bench.write_json(path, _synthetic())
-    loaded = bench.load_results(path)
-    summary = bench.summarise(loaded, slope_from=100_000)  # too few: the three longest points
-    assert summary["slopes"]["elastic-k32"]["train"]["n"] == [2048, 8192]
-    assert "elastic-k32" in bench.format_summary(json.loads(json.dumps(summary)))
-
-
-def test_loglog_slope_needs_two_positive_points():
-    assert bench.loglog_slope([1, 2], [0.0, 1.0]) is None
-    assert bench.loglog_slope([1, 2, 4], [3, 6, 12]) == pytest.approx(1.0)
+def test_a_point_failing_for_another_reason_is_an_error_and_the_exit_status_is_1(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setattr(bench, "START_METHOD", "fork")  # the worker inherits the fake
+    monkeypatch.setattr(bench, "run_point", _fake_point)
+    out = tmp_path / "b.json"
+    argv = ["bench", "--models", "sasrec-sdpa", "lda-k4", "--modes", "inference", *TINY]
+    assert cli_main([*argv, "--out", str(out)]) == 1
+    status = {(p["model"], p["n"]): p["status"] for p in json.loads(out.read_text())["points"]}
+    assert status == {("sasrec-sdpa", 16): "ok", ("lda-k4", 16): "error",
+                      ("sasrec-sdpa", 32): "ok", ("lda-k4", 32): "error"}  # fmt: skip
+    assert "boom: a shape bug" in capsys.readouterr().err
+    # a worker that dies without a word and was not killed is an error too, not "oom"
+    spec = {"settings": {"timeout": 30, "mem_limit_mb": None}, "n": 32, "mode": "inference",
+            "variant": parse_label("lda-k4", [4])[0], "device": "cpu"}  # fmt: skip
+    result = bench._run_isolated(multiprocessing.get_context("fork"), spec)
+    assert result == {"status": "error", "note": "worker died (exit code 3)"}

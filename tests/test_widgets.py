@@ -18,7 +18,6 @@ from elastic_edu.nn.reference import full_keys
 from elastic_edu.widgets import (
     ComplexityExplorer,
     InterestInspector,
-    PeakMemory,
     encode_with_experts,
     inspect_history,
     measure_point,
@@ -243,18 +242,6 @@ def test_bad_choices_raise(inspector, data):
         inspector.set_layer(2)
     with pytest.raises(ValueError, match="heads"):
         inspector.set_head(2)
-
-
-def test_peak_memory_counts_live_intermediate_tensors():
-    weights = torch.ones(1000)
-    with PeakMemory() as mem:
-        a = weights * 2  # 4000 bytes
-        b = a + 1  # 8000 live
-        view = b[:10]  # a view allocates nothing
-        del a
-        c = b * 3  # 8000 live again (a freed)
-        del b, view, c
-    assert mem.peak == 8000 and mem.live == 0
 
 
 def test_measure_point_sees_quadratic_attention_memory():

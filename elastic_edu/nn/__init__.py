@@ -1,9 +1,10 @@
-"""Einops layers: causal self-attention, linear dispatcher attention, product-key memory.
+"""Einops layers: `attend` (the one attention step), causal self-attention, linear dispatcher
+attention, causal dispatcher attention, product-key memory.
 
 Slow float64 loop references for tests and notebooks live in `elastic_edu.nn.reference`.
 """
 
-from elastic_edu.nn.attention import CausalSelfAttention, FeedForward, TransformerBlock
+from elastic_edu.nn.attention import CausalSelfAttention, FeedForward, TransformerBlock, attend
 from elastic_edu.nn.dispatcher import DispatcherAttention, DispatcherBlock, DispatcherOutput
 from elastic_edu.nn.product_keys import ProductKeyMemory, Retrieval, product_key_topk
 
@@ -16,5 +17,6 @@ __all__ = [
     "ProductKeyMemory",
     "Retrieval",
     "TransformerBlock",
+    "attend",
     "product_key_topk",
 ]

@@ -1,10 +1,13 @@
-"""Causal multi-head self-attention (Vaswani et al. 2017), as SASRec uses it (Kang & McAuley 2018).
+"""Attention (Vaswani et al. 2017): `attend`, the one attention step every layer here calls,
+and the causal multi-head self-attention SASRec uses (Kang & McAuley 2018).
 
-    attn = softmax(Q K^T / sqrt(d_h) + causal_and_padding_mask) ;  out = attn V
+    attn = softmax(Q K^T / sqrt(d_h) + mask) ;  out = attn V
 
-Two back-ends compute the same function: ``naive`` materialises the (b, h, n, n) score matrix,
-the quadratic wall ELASTIC removes; ``sdpa`` calls torch's fused scaled_dot_product_attention
-(a memory-efficient / flash kernel where available).
+`attend` owns the choice of kernel: torch's fused scaled_dot_product_attention (a flash or
+memory-efficient kernel where available, no score tensor kept) or the explicit einsum softmax,
+which materialises the (b, h, q, k) weights and returns them for plots. SASRec's ``naive``
+back-end always takes the explicit path (the quadratic wall ELASTIC removes); ``sdpa`` the fused
+one unless the weights are asked for.
 """
 
 from __future__ import annotations
@@ -29,6 +32,41 @@ def attention_mask(pad: torch.Tensor, causal: bool = True) -> torch.Tensor:
     return allowed | eye  # (b, 1, n, n)
 
 
+def attend(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    dropout: float = 0.0,
+    return_weights: bool = False,
+    causal: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """q (b, h, i, d), k and v (b, h, j, d) -> out (b, h, i, d) and weights (b, h, i, j) or None.
+
+    mask: boolean, broadcastable to (b, h, i, j), True where query i may read key j; causal:
+    query i reads keys j <= i only (combined with `mask` when both are given). Every query must
+    be allowed at least one key. dropout: on the weights (pass 0.0 at evaluation).
+    return_weights=False calls the fused kernel with exactly the arguments given (``is_causal``
+    alone lets torch pick its flash kernel); True runs the explicit einsum path and returns the
+    weights before dropout.
+    """
+    if causal and mask is not None:  # the fused kernel takes one or the other
+        i, j = q.shape[-2], k.shape[-2]
+        mask = mask & torch.ones(i, j, dtype=torch.bool, device=q.device).tril()
+        causal = False
+    if not return_weights:
+        kwargs = {"attn_mask": mask} if mask is not None else {"is_causal": True} if causal else {}
+        return F.scaled_dot_product_attention(q, k, v, **kwargs, dropout_p=dropout), None
+    sim = einsum(q, k, "b h i d, b h j d -> b h i j") * q.shape[-1] ** -0.5
+    if causal:
+        mask = torch.ones(sim.shape[-2:], dtype=torch.bool, device=q.device).tril()
+    if mask is not None:
+        sim = sim.masked_fill(~mask, float("-inf"))  # (b, h, i, j)
+    weights = sim.softmax(dim=-1)
+    out = einsum(F.dropout(weights, dropout), v, "b h i j, b h j d -> b h i d")
+    return out, weights
+
+
 class CausalSelfAttention(nn.Module):
     """Multi-head self-attention with a causal mask and a choice of back-end."""
 
@@ -50,21 +88,12 @@ class CausalSelfAttention(nn.Module):
             self.to_qkv(x), "b n (three h d) -> three b h n d", three=3, h=self.heads
         )
         p = self.dropout if self.training else 0.0
-        if self.backend == "sdpa" and not return_weights:
-            # no padding: the causal flag alone lets torch pick its flash kernel (meta tensors,
-            # used to count FLOPs, hold no values to check and take the masked path)
-            if pad.device.type != "meta" and not pad.any():
-                out = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p)
-            else:
-                mask = attention_mask(pad, causal=True)
-                out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
-            weights = None
-        else:
-            mask = attention_mask(pad, causal=True)
-            sim = einsum(q, k, "b h n d, b h m d -> b h n m") * q.shape[-1] ** -0.5
-            sim = sim.masked_fill(~mask, float("-inf"))
-            weights = sim.softmax(dim=-1)  # (b, h, n, m)
-            out = einsum(F.dropout(weights, p), v, "b h n m, b h m d -> b h n d")
+        # no padding: the causal flag alone lets torch pick its flash kernel
+        causal_only = not pad.any()
+        mask = None if causal_only else attention_mask(pad, causal=True)
+        explicit = return_weights or self.backend == "naive"
+        out, weights = attend(q, k, v, mask, p, return_weights=explicit, causal=causal_only)
+        weights = weights if return_weights else None
         return self.to_out(rearrange(out, "b h n d -> b n (h d)")), weights
 
 

@@ -16,9 +16,9 @@ Each score tensor holds b h n e entries, so time is O(b n e d) and memory O(b n 
 against O(b n^2 d) and O(b h n^2) for full self-attention. A position reads only the experts,
 and the experts read padding with weight zero, so a padded position never changes another one.
 
-Two code paths compute the same function: with ``return_weights=False`` both steps call torch's
-fused ``scaled_dot_product_attention`` (no score tensor kept beyond what autograd needs); with
-``return_weights=True`` they are written with einops ``einsum`` and return A and D for plots.
+Both steps are one call of `elastic_edu.nn.attention.attend` each: with ``return_weights=False``
+torch's fused ``scaled_dot_product_attention`` (no score tensor kept beyond what autograd needs);
+with ``return_weights=True`` the einops ``einsum`` softmax, which returns A and D for plots.
 """
 
 from __future__ import annotations
@@ -26,11 +26,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
-from einops import einsum, rearrange
+from einops import rearrange
 from torch import nn
 
-from elastic_edu.nn.attention import FeedForward
+from elastic_edu.nn.attention import FeedForward, attend
 
 
 @dataclass
@@ -97,16 +96,8 @@ class DispatcherAttention(nn.Module):
         proj = self.aggregate_proj
         q = rearrange(proj.to_q(experts), "b e (h d) -> b h e d", h=self.heads)
         k, v = rearrange(proj.to_kv(x), "b n (two h d) -> two b h n d", two=2, h=self.heads)
-        if not return_weights:
-            keep = rearrange(~pad, "b n -> b 1 1 n")  # True where a key may be read
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, dropout_p=self._p())
-            weights = None
-        else:
-            sim = einsum(q, k, "b h e d, b h n d -> b h e n") * q.shape[-1] ** -0.5
-            sim = sim.masked_fill(rearrange(pad, "b n -> b 1 1 n"), float("-inf"))  # (b, h, e, n)
-            weights = sim.softmax(dim=-1)
-            attn = F.dropout(weights, self._p())
-            out = einsum(attn, v, "b h e n, b h n d -> b h e d")
+        keep = rearrange(~pad, "b n -> b 1 1 n")  # True where a key may be read
+        out, weights = attend(q, k, v, keep, self._p(), return_weights)  # weights (b, h, e, n)
         return proj.to_out(rearrange(out, "b h e d -> b e (h d)")), weights
 
     def dispatch(
@@ -119,14 +110,7 @@ class DispatcherAttention(nn.Module):
         proj = self.dispatch_proj
         q = rearrange(proj.to_q(x), "b n (h d) -> b h n d", h=self.heads)
         k, v = rearrange(proj.to_kv(experts), "b e (two h d) -> two b h e d", two=2, h=self.heads)
-        if not return_weights:
-            out = F.scaled_dot_product_attention(q, k, v, dropout_p=self._p())
-            weights = None
-        else:
-            sim = einsum(q, k, "b h n d, b h e d -> b h n e") * q.shape[-1] ** -0.5
-            weights = sim.softmax(dim=-1)
-            attn = F.dropout(weights, self._p())
-            out = einsum(attn, v, "b h n e, b h e d -> b h n d")
+        out, weights = attend(q, k, v, None, self._p(), return_weights)  # weights (b, h, n, e)
         return proj.to_out(rearrange(out, "b h n d -> b n (h d)")), weights
 
     def forward(

@@ -12,7 +12,7 @@ The computations behind the inspector (`inspect_history`, `encode_with_experts`)
 and a history and return arrays; they never change the model.
 """
 
-from elastic_edu.widgets.complexity import ComplexityExplorer, PeakMemory, measure_point
+from elastic_edu.widgets.complexity import ComplexityExplorer, measure_point
 from elastic_edu.widgets.inspector import InterestInspector
 from elastic_edu.widgets.interests import (
     Inspection,
@@ -26,7 +26,6 @@ __all__ = [
     "ComplexityExplorer",
     "Inspection",
     "InterestInspector",
-    "PeakMemory",
     "encode_with_experts",
     "inspect_history",
     "measure_point",

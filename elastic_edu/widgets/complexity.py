@@ -4,64 +4,28 @@
 dispatcher attention is linear in N; **ours** (docs/DESIGN.md): O(N k) per layer for our layer
 equations with k experts. A slider picks N; each move runs one inference forward pass
 (`encode` under ``inference_mode``) of two small models in this process and adds the point to a
-log-log plot. **our decisions**: latency is the median of `repeats` runs after one warm-up
-(fewer when a run is slow, so nothing blocks for long); memory is the peak of the bytes held by
-tensors the forward pass allocates (`PeakMemory`), which on CPU and GPU alike counts what the
-attention maps cost, without the process-wide high-water mark that a long-lived notebook kernel
-has already raised. The full study, in fresh processes, is `python -m elastic_edu bench`.
+log-log plot. **our decisions**: both are measured with `elastic_edu.profile`, as the bench
+measures: latency is the median of `repeats` runs after one warm-up (`time_runs`, fewer runs
+when they are slow, so nothing blocks for long); memory is the peak of the bytes held by tensors
+the forward pass allocates (`peak_memory`), which counts what the attention maps cost, without
+the process-wide high-water mark that a long-lived notebook kernel has already raised. The full
+study, in fresh processes, is `python -m elastic_edu bench`.
 """
 
 from __future__ import annotations
 
-import statistics
 import time
-import weakref
 
 import ipywidgets as widgets
 import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_leaves
 
-from elastic_edu import viz
+from elastic_edu import profile, viz
 from elastic_edu.config import MemoryConfig, ModelConfig
 from elastic_edu.models import build_model
 
 MODELS = ("SASRec", "ELASTIC")
-
-
-class PeakMemory(TorchDispatchMode):
-    """Peak bytes of the tensors allocated inside the ``with`` block (inputs and weights excluded).
-
-    Every op's new output storage is counted when created and uncounted when freed (a weakref
-    finalizer on the storage), so `peak` is the high-water mark of live intermediate tensors.
-    """
-
-    def __init__(self):
-        super().__init__()
-        self.live = self.peak = 0
-        self._alive: dict[int, weakref.finalize] = {}
-
-    def _free(self, ptr: int, nbytes: int) -> None:
-        self._alive.pop(ptr, None)
-        self.live -= nbytes
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        inputs = {t.untyped_storage().data_ptr() for t in tree_leaves((args, kwargs))
-                  if isinstance(t, torch.Tensor)}  # fmt: skip
-        for t in tree_leaves(out):
-            if not isinstance(t, torch.Tensor):
-                continue
-            storage = t.untyped_storage()
-            ptr, nbytes = storage.data_ptr(), storage.nbytes()
-            if nbytes == 0 or ptr in inputs or ptr in self._alive:
-                continue  # a view of an input, or a storage already counted
-            self._alive[ptr] = weakref.finalize(storage, self._free, ptr, nbytes)
-            self.live += nbytes
-            self.peak = max(self.peak, self.live)
-        return out
 
 
 def small_models(
@@ -83,28 +47,19 @@ def measure_point(
 ) -> dict:
     """Inference latency (ms, median) and peak tensor memory (MB) of `model.encode` at length n.
 
-    Repeats stop early once the runs have taken `budget_s` seconds (at least one timed run).
+    Repeats stop early once all of them would take more than `budget_s` seconds (at least one
+    timed run).
     """
     gen = torch.Generator().manual_seed(seed + n)
     items = torch.randint(1, model.config.num_items + 1, (batch, n), generator=gen)
     items = items.to(model.device)
-    sync = torch.cuda.synchronize if items.is_cuda else (lambda: None)
-    times = []
+    encode = lambda: model.encode(items)
     with torch.inference_mode():
-        model.encode(items)  # warm-up
-        start = time.perf_counter()
-        for _ in range(repeats):
-            sync()
-            t = time.perf_counter()
-            model.encode(items)
-            sync()
-            times.append(1e3 * (time.perf_counter() - t))
-            if time.perf_counter() - start > budget_s:
-                break
-        with PeakMemory() as mem:
-            model.encode(items)
-    return {"n": n, "latency_ms": statistics.median(times), "peak_mb": mem.peak / 2**20,
-            "runs": len(times)}  # fmt: skip
+        timing = profile.time_runs(encode, repeats, warmup=1, device=items.device,
+                                   budget_s=budget_s, min_runs=1)  # fmt: skip
+        peak = profile.peak_memory(encode, items.device)
+    return {"n": n, "latency_ms": timing.median_ms, "peak_mb": peak / 2**20,
+            "runs": len(timing.runs_ms)}  # fmt: skip
 
 
 class ComplexityExplorer:

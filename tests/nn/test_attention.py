@@ -1,11 +1,13 @@
-"""Causal self-attention (SASRec's layer): loop reference, back-ends, causality, masks, errors."""
+"""`attend` and causal self-attention (SASRec's layer): loop reference, fused against explicit
+path, the exact SDPA calls, causality, masks, errors."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from elastic_edu.nn import CausalSelfAttention, TransformerBlock
+from elastic_edu import flops
+from elastic_edu.nn import CausalSelfAttention, TransformerBlock, attend
 from elastic_edu.nn.attention import attention_mask
 from elastic_edu.nn.reference import causal_attention_reference
 
@@ -105,10 +107,8 @@ def test_feedforward_chunks_equal_whole_at_inference():
 
 
 def test_sdpa_without_padding_uses_causal_flag_and_counts_flops_on_meta():
-    """No padding takes the is_causal path; the result equals the masked path, and FLOPs
-    can still be counted on meta tensors (which hold no values to test for padding)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
+    """No padding takes the is_causal path; the result equals the masked path, and FLOPs can
+    still be counted on meta tensors (whose `pad.any()` has no value: the counter says False)."""
     torch.manual_seed(0)
     attn = CausalSelfAttention(16, 2, backend="sdpa").eval()
     x = torch.randn(2, 9, 16)
@@ -119,6 +119,69 @@ def test_sdpa_without_padding_uses_causal_flag_and_counts_flops_on_meta():
     with torch.device("meta"):
         layer = CausalSelfAttention(16, 2, backend="sdpa")
         xm, pm = torch.randn(2, 9, 16), torch.zeros(2, 9, dtype=torch.bool)
-    with FlopCounterMode(display=False) as counter:
-        layer(xm, pm)
-    assert counter.get_total_flops() > 0
+    assert flops.count_flops(lambda: layer(xm, pm)) == flops.self_attention_flops(2, 9, 16)
+
+
+@pytest.mark.parametrize("padded", [False, True])
+@pytest.mark.parametrize("training", [False, True])
+def test_sdpa_backend_calls_torch_with_the_same_arguments(padded, training, monkeypatch):
+    """SASRec's training must not change: no padding -> is_causal=True alone, padding -> the
+    boolean mask alone, dropout as dropout_p; nothing else."""
+    calls = []
+    real = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(*args, **kwargs):
+        calls.append((args, kwargs))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+    attn = CausalSelfAttention(12, 3, dropout=0.1, backend="sdpa").train(training)
+    x, pad = inputs(padded=padded, dtype=torch.float32)
+    attn(x, pad)
+    ((args, kwargs),) = calls
+    assert len(args) == 3 and all(a.shape == (3, 3, 8, 4) for a in args)
+    p = 0.1 if training else 0.0
+    if padded:
+        assert kwargs.keys() == {"attn_mask", "dropout_p"} and kwargs["dropout_p"] == p
+        assert torch.equal(kwargs["attn_mask"], attention_mask(pad, causal=True))
+    else:
+        assert kwargs == {"is_causal": True, "dropout_p": p}
+    calls.clear()
+    CausalSelfAttention(12, 3, backend="naive")(x, pad)  # naive never calls the fused kernel
+    assert calls == []
+
+
+def qkv(b=2, h=3, i=5, j=7, d=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(b, h, i, d, generator=g, dtype=torch.float64)
+    k, v = (torch.randn(b, h, j, d, generator=g, dtype=torch.float64) for _ in range(2))
+    return q, k, v
+
+
+@pytest.mark.parametrize("case", ["plain", "mask", "causal", "mask+causal"])
+def test_attend_fused_equals_explicit(case):
+    q, k, v = qkv(i=6, j=6)
+    mask = causal = None
+    if "mask" in case:
+        mask = torch.rand(2, 1, 1, 6, generator=torch.Generator().manual_seed(1)) > 0.3
+        mask[..., 0] = True  # every query can read key 0
+    causal = "causal" in case
+    fused, none = attend(q, k, v, mask, causal=causal)
+    explicit, weights = attend(q, k, v, mask, return_weights=True, causal=causal)
+    assert none is None and weights.shape == (2, 3, 6, 6)
+    torch.testing.assert_close(fused, explicit, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2, 3, 6, dtype=torch.float64))
+    allowed = torch.ones(6, 6, dtype=torch.bool)
+    if causal:
+        allowed = allowed.tril()
+    if mask is not None:
+        allowed = allowed & mask
+    assert (weights.masked_select(~allowed.expand_as(weights)) == 0).all()
+
+
+def test_attend_explicit_path_is_the_softmax_formula():
+    q, k, v = qkv()
+    out, weights = attend(q, k, v, return_weights=True)
+    expected = torch.softmax(q @ k.transpose(-1, -2) / 2.0, dim=-1)  # sqrt(d = 4) = 2
+    torch.testing.assert_close(weights, expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(out, expected @ v, rtol=1e-12, atol=1e-12)

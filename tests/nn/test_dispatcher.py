@@ -163,3 +163,20 @@ def test_bad_arguments():
         DispatcherBlock(10, 4)
     with pytest.raises(ValueError, match="heads=0"):
         DispatcherAttention(8, 0)
+
+
+def test_both_steps_go_through_attend(monkeypatch):
+    """One attention switch: aggregate and dispatch are `attend` calls (mask only on aggregate)."""
+    import elastic_edu.nn.dispatcher as dispatcher
+    from elastic_edu.nn.attention import attend
+
+    calls = []
+
+    def spy(q, k, v, mask=None, dropout=0.0, return_weights=False):
+        calls.append((q.shape, mask is None, return_weights))
+        return attend(q, k, v, mask, dropout, return_weights)
+
+    monkeypatch.setattr(dispatcher, "attend", spy)
+    x, experts, pad = inputs(dtype=torch.float32)
+    layer(dtype=torch.float32)(x, experts, pad, return_weights=True)
+    assert calls == [((3, 4, 4, 4), False, True), ((3, 4, 9, 4), True, True)]

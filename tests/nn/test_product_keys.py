@@ -8,8 +8,8 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from torch.utils.flop_counter import FlopCounterMode
 
+from elastic_edu.flops import count_flops, retrieval_flops
 from elastic_edu.nn import ProductKeyMemory, Retrieval, product_key_topk
 from elastic_edu.nn.reference import full_keys, product_key_bruteforce
 
@@ -79,18 +79,18 @@ def test_bad_search_arguments():
     q, keys = torch.randn(2, 8), torch.randn(4, 4)
     with pytest.raises(ValueError, match="larger than the memory"):
         product_key_topk(q, keys, keys, k=17, c=4)
-    with pytest.raises(ValueError, match="smaller than experts"):
+    with pytest.raises(ValueError, match="smaller than num_experts"):
         product_key_topk(q, keys, keys, k=3, c=2)
     with pytest.raises(ValueError, match="differ"):
         product_key_topk(q, keys, torch.randn(5, 4), k=3, c=3)
     with pytest.raises(ValueError, match="query width"):
         product_key_topk(torch.randn(2, 6), keys, keys, k=3, c=3)
     with pytest.raises(ValueError, match="must be even"):
-        ProductKeyMemory(dim=8, key_dim=7, subkeys=4, experts=2, candidates=2)
+        ProductKeyMemory(dim=8, key_dim=7, subkeys=4, num_experts=2, candidates=2)
     with pytest.raises(ValueError, match="larger than the memory"):
-        ProductKeyMemory(dim=8, key_dim=8, subkeys=4, experts=17, candidates=4)
-    with pytest.raises(ValueError, match="smaller than experts"):
-        ProductKeyMemory(dim=8, key_dim=8, subkeys=16, experts=8, candidates=4)
+        ProductKeyMemory(dim=8, key_dim=8, subkeys=4, num_experts=17, candidates=4)
+    with pytest.raises(ValueError, match="smaller than num_experts"):
+        ProductKeyMemory(dim=8, key_dim=8, subkeys=16, num_experts=8, candidates=4)
 
 
 def history(b=3, n=10, dim=16, seed=0):
@@ -104,7 +104,7 @@ def history(b=3, n=10, dim=16, seed=0):
 
 def small_memory(seed=0) -> ProductKeyMemory:
     torch.manual_seed(seed)
-    return ProductKeyMemory(dim=16, key_dim=8, subkeys=6, experts=5, candidates=5)
+    return ProductKeyMemory(dim=16, key_dim=8, subkeys=6, num_experts=5, candidates=5)
 
 
 def test_retrieval_shapes_and_exactness():
@@ -158,7 +158,7 @@ def test_gradients_reach_keys_query_and_only_retrieved_rows():
 def million_slots() -> ProductKeyMemory:
     """m = 1024: M = 1,048,576 slots, a 1M x 64 value table."""
     torch.manual_seed(0)
-    return ProductKeyMemory(dim=64, key_dim=64, subkeys=1024, experts=32, candidates=32)
+    return ProductKeyMemory(dim=64, key_dim=64, subkeys=1024, num_experts=32, candidates=32)
 
 
 def test_million_slot_memory_is_quick(million_slots):
@@ -179,27 +179,25 @@ def test_million_slot_memory_is_quick(million_slots):
 def test_retrieval_costs_under_one_percent_of_bruteforce(million_slots):
     b = 2
     x, pad = history(b=b, n=200, dim=64)
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        million_slots(x, pad)
-    retrieval = counter.get_total_flops()
+    with torch.no_grad():
+        retrieval = count_flops(lambda: million_slots(x, pad))
+    assert retrieval == retrieval_flops(b, 200, 64, key_dim=64, subkeys=1024)
     q = million_slots.query(x, pad)
     meta = [t.detach().to("meta") for t in (q, million_slots.keys1, million_slots.keys2)]
-    with FlopCounterMode(display=False) as counter:  # meta tensors: counted, never computed
-        product_key_bruteforce(*meta, 32)
-    brute = counter.get_total_flops()
+    brute = count_flops(lambda: product_key_bruteforce(*meta, 32))  # counted, never computed
     assert brute == 2 * b * 1024**2 * 64
     assert retrieval < 0.01 * brute
 
 
 @pytest.mark.parametrize("k", [1, 3, 12])
 def test_memory_retrieves_another_k_exactly(k):
-    """forward(..., experts=k) keeps max(c, k) candidates, so it is exact for any k <= M."""
+    """forward(..., num_experts=k) keeps max(c, k) candidates, so it is exact for any k <= M."""
     torch.manual_seed(k)
-    memory = ProductKeyMemory(dim=8, key_dim=6, subkeys=5, experts=2, candidates=2).double()
+    memory = ProductKeyMemory(dim=8, key_dim=6, subkeys=5, num_experts=2, candidates=2).double()
     x, pad = torch.randn(3, 7, 8, dtype=torch.float64), torch.zeros(3, 7, dtype=torch.bool)
-    r = memory(x, pad, experts=k)
+    r = memory(x, pad, num_experts=k)
     best, _ = product_key_bruteforce(memory.query(x, pad), memory.keys1, memory.keys2, k)
     assert r.slots.shape == (3, k)
     torch.testing.assert_close(r.scores, best)
-    with pytest.raises(ValueError, match="experts=26"):
-        memory(x, pad, experts=26)
+    with pytest.raises(ValueError, match="num_experts=26"):
+        memory(x, pad, num_experts=26)

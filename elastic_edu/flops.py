@@ -1,0 +1,119 @@
+"""Counting floating-point operations: by formula, and by PyTorch on the meta device.
+
+FLOPs here are those of matrix products, 2 per multiply-add, which is what
+`torch.utils.flop_counter.FlopCounterMode` counts (softmax, norms and other element-wise work are
+left out). For a batch of b histories of length n, width d, k experts and h heads (heads split
+d, so they do not change the count), one layer's attention costs
+
+    self-attention (SASRec)               8 b n d^2 + 4 b n^2 d          quadratic in n
+    dispatcher attention (ELASTIC, LDA)   8 b n d^2 + 8 b k d^2 + 8 b n k d          linear in n
+    causal dispatcher attention          10 b n d^2 + 8 b k d^2 + 8 b n k d + 2 b k d (h + 1)
+
+and every block adds a feed-forward of 16 b n d^2 (d -> 4d -> d). A contraction over an axis of
+size 1 runs as an element-wise product, which the counter leaves out. `encoder_flops` adds them up
+for a model's ``encode``; `count_flops` lets PyTorch count any call on the meta device (shapes
+only: no memory, no arithmetic), so a length that would not fit in memory still gets its cost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def self_attention_flops(b: int, n: int, d: int) -> int:
+    """One causal self-attention layer: 8 b n d^2 + 4 b n^2 d.
+
+    Q, K, V and output projections 8 b n d^2; scores Q K^T 2 b n^2 d; weights times V 2 b n^2 d
+    (the full n x n products: a causal kernel may skip the upper half, the count does not).
+    """
+    return 8 * b * n * d * d + 4 * b * n * n * d
+
+
+def dispatcher_flops(b: int, n: int, k: int, d: int) -> int:
+    """One dispatcher attention layer (aggregate, then dispatch): 8 b n d^2 + 8 b k d^2 + 8 b n k d.
+
+    aggregate: expert queries 2 b k d^2, history keys and values 4 b n d^2, k x n scores and
+    reads 4 b n k d, expert outputs 2 b k d^2; dispatch: history queries 2 b n d^2, expert keys
+    and values 4 b k d^2, n x k scores and reads 4 b n k d, outputs 2 b n d^2.
+    """
+    return 8 * b * n * d * d + 8 * b * k * d * d + 8 * b * n * k * d
+
+
+def causal_dispatcher_flops(b: int, n: int, k: int, d: int, heads: int) -> int:
+    """One causal dispatcher layer: 10 b n d^2 + 8 b k d^2 + 8 b n k d + 2 b k d (h + 1).
+
+    history keys and values 4 b n d^2, dispatch queries and gates 4 b n d^2, outputs 2 b n d^2;
+    expert queries, own keys and values, dispatch keys 8 b k d^2; recency rates 2 b k d h and own
+    scores 2 b k d; item scores, route . key, gate . summary and the weighted read 8 b n k d
+    (the prefix sums are element-wise).
+    """
+    return 10 * b * n * d * d + 8 * b * k * d * d + 8 * b * n * k * d + 2 * b * k * d * (heads + 1)
+
+
+def feedforward_flops(b: int, n: int, d: int, mult: int = 4) -> int:
+    """The position-wise feed-forward d -> mult d -> d: 4 mult b n d^2 (16 b n d^2)."""
+    return 4 * mult * b * n * d * d
+
+
+def retrieval_flops(b: int, c: int, d: int, key_dim: int, subkeys: int) -> int:
+    """Product-key retrieval: 2 b c d + 2 b d d_k + 2 b m d_k.
+
+    pooling c positions 2 b c d (c = 1 is a plain product, which the counter leaves out), the
+    query projection 2 b d d_k, both halves' m sub-key scores 2 b m d_k; the c x c candidate
+    sums and the top-k are not matrix products.
+    """
+    return (2 * b * c * d if c > 1 else 0) + 2 * b * d * key_dim + 2 * b * subkeys * key_dim
+
+
+def encoder_flops(config, b: int, n: int, context: int = 0) -> int:
+    """Forward FLOPs of ``model.encode`` on items (b, context + n) for the model `config` names.
+
+    n positions in the window (n <= max_len); context: older items before it, which only
+    ELASTIC-causal reads (its retrieval query). SASRec, ELASTIC, LDA-only and their causal forms.
+    """
+    from elastic_edu.models import SASRec, get_spec
+    from elastic_edu.models.causal import CausalDispatcherEncoder
+    from elastic_edu.models.elastic import DispatcherEncoder
+
+    cls, d, k, layers = get_spec(config.model).cls, config.dim, config.num_experts, config.layers
+    if issubclass(cls, SASRec):
+        attention = self_attention_flops(b, n, d)
+    elif issubclass(cls, CausalDispatcherEncoder):
+        attention = causal_dispatcher_flops(b, n, k, d, config.heads)
+    elif issubclass(cls, DispatcherEncoder):
+        attention = dispatcher_flops(b, n, k, d)
+    else:
+        raise ValueError(f"encoder_flops: no formula for model {config.model!r}")
+    total = layers * (attention + feedforward_flops(b, n, d))
+    if "memory" in get_spec(config.model).uses:
+        m = config.memory
+        pooled = max(context, 1) if issubclass(cls, CausalDispatcherEncoder) else n
+        total += retrieval_flops(b, pooled, d, m.key_dim, m.subkeys)
+    return total
+
+
+class _MetaScalars(TorchDispatchMode):
+    """On the meta device a data-dependent check (``if pad.any():``) has no value: say False
+    (and 0 for a number), the branch taken by inputs without padding."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten._local_scalar_dense.default and args[0].is_meta:
+            return False if args[0].dtype == torch.bool else 0
+        return func(*args, **(kwargs or {}))
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    """Matrix-product FLOPs of one call ``fn()``, counted by `FlopCounterMode`.
+
+    Build the model and inputs under ``with torch.device("meta"):`` and nothing is computed or
+    allocated; data-dependent checks then read as False (no padding, no underflow). On a real
+    device it counts too, but torch's fused CPU attention kernel is not in its table and counts
+    zero, one more reason to count on meta.
+    """
+    with _MetaScalars(), FlopCounterMode(display=False) as counter:
+        fn()
+    return int(counter.get_total_flops())

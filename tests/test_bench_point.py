@@ -1,0 +1,92 @@
+"""Bench labels from the model registry, each point's own model, and the stream workload."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from elastic_edu import bench_point, bench_settings
+from elastic_edu.bench_point import Variant, expand_models, model_config, parse_label
+
+TINY = ["--dim", "16", "--heads", "2", "--layers", "1", "--num-items", "50", "--repeats", "2",
+        "--warmup", "1", "--threads", "1", "--device", "cpu", "--batch", "2"]  # fmt: skip
+
+
+def labels(names, ks=(16, 32), compiles=("off",)):
+    return [v.label for v in expand_models(list(names), list(ks), compiles)]
+
+
+def test_labels_come_from_the_registry():
+    assert labels(["sasrec-naive", "sasrec", "elastic", "lda-k8"]) == [
+        "sasrec-naive", "sasrec-sdpa", "elastic-k16", "elastic-k32", "lda-k8"]  # fmt: skip
+    assert labels(["elastic-causal-k16", "lda-causal", "gru4rec"], ks=[4]) == [
+        "elastic-causal-k16", "lda-causal-k4", "gru4rec"]  # fmt: skip
+    assert parse_label("elastic-causal-k16", [])[0] == Variant(
+        "elastic-causal-k16", "elastic-causal", k=16
+    )  # not elastic with a suffix "causal-k16"
+    assert parse_label("sasrec-naive", [])[0].attention == "naive"
+    assert labels(["elastic", "elastic-k16"], ks=[16]) == ["elastic-k16"]  # no duplicates
+
+
+def test_compile_modes_label_each_variant():
+    assert labels(["sasrec-sdpa", "elastic-k8"], compiles=("off", "default")) == [
+        "sasrec-sdpa", "sasrec-sdpa+compile", "elastic-k8", "elastic-k8+compile"]  # fmt: skip
+    v = expand_models(["elastic-k8+cudagraphs"], [], ("off",))
+    assert [(x.label, x.compile) for x in v] == [("elastic-k8+cudagraphs", "reduce-overhead")]
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [("transformer", "unknown 'transformer'"), ("popularity", "not a neural sequence encoder"),
+     ("elastic-k0", "k=0 must lie in 1..1024"), ("elastic-k2000", "k=2000"),
+     ("elastic-x", "expected elastic-k<K>"), ("sasrec-flash", "back-end 'flash'"),
+     ("gru4rec-k4", "takes no suffix"), ("elastic-k8+jit", "unknown suffix +jit")],
+)  # fmt: skip
+def test_bad_labels_are_refused(name, message):
+    with pytest.raises(ValueError, match=message.replace("+", r"\+")):
+        expand_models([name], [16])
+
+
+def test_each_point_builds_its_model_for_its_own_n():
+    s = bench_settings.make_settings(["--lengths", "16", "4096", *TINY])
+    v = parse_label("elastic-causal-k4", [])[0]
+    assert [model_config(v, s, n).max_len for n in (16, 4096)] == [16, 4096]
+    assert model_config(v, s, 16).memory.candidates == 4
+
+
+def test_stream_point_times_events_on_a_streamed_state_and_the_reencoding():
+    s = bench_settings.make_settings(
+        ["--models", "lda-causal-k4", "--modes", "stream", "--lengths", "40", *TINY]
+    )
+    v = parse_label("elastic-causal-k4", [])[0]
+    spec = {"settings": s, "variant": v, "n": 40, "mode": "stream", "device": "cpu", "flops": 1}
+    point = bench_point.run_point(spec)
+    assert point["status"] == "ok" and point["events_per_run"] == bench_point.STREAM_EVENTS
+    assert len(point["runs_ms"]) == len(point["fresh_runs_ms"]) == len(point["reencode_runs_ms"])
+    assert len(point["runs_ms"]) == 2 and point["fresh_ms"] > 0
+    per_run = sorted(point["runs_ms"])[0] / bench_point.STREAM_EVENTS
+    assert point["latency_ms"] >= per_run and point["reencode_ms"] > 0 and point["peak_mb"] > 0
+    # per event, one step's FLOPs; a step reads the state, not the history, so they do not grow
+    per_event = [bench_point.point_flops(v, s, n, "stream") for n in (16, 4096)]
+    with torch.device("meta"):
+        encode = bench_point.point_flops(v, s, 16, "inference")
+    assert per_event[0] == per_event[1] and 0 < per_event[0] < encode
+
+
+def test_a_point_out_of_time_is_a_timeout():
+    s = bench_settings.make_settings(["--lengths", "64", *TINY, "--timeout", "1e-6"])
+    spec = {"settings": s, "variant": parse_label("lda-k4", [])[0], "n": 64,
+            "mode": "inference", "device": "cpu", "flops": 1}  # fmt: skip
+    point = bench_point.run_point(spec)
+    assert point["status"] == "timeout" and point["note"].startswith("projected")
+
+
+@pytest.mark.parametrize("mode", ["inference", "train"])
+def test_bfloat16_autocast_points_measure_their_memory(mode):
+    """The memory run (a dispatch mode on CPU) under bf16 autocast, through the retrieval's
+    einsum: under inference_mode it would see float and bfloat16 inputs and fail."""
+    s = bench_settings.make_settings(["--lengths", "16", *TINY, "--dtype", "bfloat16"])
+    spec = {"settings": s, "variant": parse_label("elastic-k4", [])[0], "n": 16, "mode": mode,
+            "device": "cpu", "flops": 1}  # fmt: skip
+    point = bench_point.run_point(spec)
+    assert point["status"] == "ok" and point["peak_mb"] > 0
