@@ -17,6 +17,7 @@ only: no memory, no arithmetic), so a length that would not fit in memory still 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -94,6 +95,30 @@ def encoder_flops(config, b: int, n: int, context: int = 0) -> int:
         pooled = max(context, 1) if issubclass(cls, CausalDispatcherEncoder) else n
         total += retrieval_flops(b, pooled, d, m.key_dim, m.subkeys)
     return total
+
+
+def dispatcher_crossover(k: int, d: int) -> float:
+    """The n above which a dispatcher layer does fewer FLOPs than self-attention.
+
+    Setting 4 n^2 d = 8 k d^2 + 8 n k d gives n^2 - 2 k n - 2 k d = 0, so n = k + sqrt(k^2 + 2kd).
+    """
+    return k + math.sqrt(k * k + 2 * k * d)
+
+
+def bruteforce_key_flops(m: int, key_dim: int, users: int = 1) -> int:
+    """Scoring all M = m^2 memory keys of width key_dim per user: 2 users m^2 key_dim (what the
+    product-key search avoids; its own sub-key scores cost 2 users m key_dim)."""
+    return 2 * users * m * m * key_dim
+
+
+def product_key_flops(m: int, key_dim: int, users: int = 1) -> int:
+    """The product-key search's sub-key scores: 2m sub-keys of width key_dim/2 per user."""
+    return 2 * users * m * key_dim
+
+
+def score_matrix_bytes(b: int, h: int, n: int, bytes_per_number: int = 4) -> int:
+    """Memory of one layer's (b, h, n, n) attention weights (float32: 4 bytes a number)."""
+    return b * h * n * n * bytes_per_number
 
 
 class _MetaScalars(TorchDispatchMode):

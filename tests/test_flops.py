@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from elastic_edu import flops
+from elastic_edu.flops import count_flops
 from elastic_edu.models import build_model
 from elastic_edu.nn import CausalSelfAttention, DispatcherAttention, FeedForward
 from elastic_edu.nn.causal_dispatcher import CausalDispatcherAttention
@@ -64,3 +67,26 @@ def test_count_flops_reads_data_dependent_checks_as_false():
         return a @ a.T if not flag.any() else a @ a.T @ a
 
     assert flops.count_flops(branchy) == 2 * 4 * 8 * 4
+
+
+def test_product_key_formulas_equal_counted_flops():
+    from elastic_edu.nn import product_key_topk
+
+    m, key_dim, users = 8, 16, 3
+    q = torch.randn(users, key_dim)
+    k1, k2 = torch.randn(m, key_dim // 2), torch.randn(m, key_dim // 2)
+    assert count_flops(lambda: product_key_topk(q, k1, k2, 4, 4)) == flops.product_key_flops(
+        m, key_dim, users
+    )
+    assert flops.bruteforce_key_flops(m, key_dim, users) == m * flops.product_key_flops(
+        m, key_dim, users
+    )
+
+
+def test_crossover_is_where_the_formulas_meet():
+    k, d = 32, 64
+    n = flops.dispatcher_crossover(k, d)
+    lo, hi = math.floor(n), math.floor(n) + 1
+    assert flops.dispatcher_flops(1, lo, k, d) > flops.self_attention_flops(1, lo, d)
+    assert flops.dispatcher_flops(1, hi, k, d) < flops.self_attention_flops(1, hi, d)
+    assert flops.score_matrix_bytes(4, 2, 16384) == 4 * 2 * 16384**2 * 4
