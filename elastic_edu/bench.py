@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import datetime
 import gc
-import json
 import multiprocessing as mp
 import platform
 import resource
@@ -38,6 +37,7 @@ from elastic_edu import bench_report
 from elastic_edu.bench_point import is_oom, point_flops, run_point
 from elastic_edu.bench_settings import Formatter, add_options, check_settings, settings_from_args
 from elastic_edu.device import choose_device, describe_device
+from elastic_edu.files import write_json
 
 START_METHOD = "forkserver"  # a fresh process per CPU point, without the parent's memory
 
@@ -165,14 +165,6 @@ def _progress_line(done: int, total: int, p: dict, seconds: float) -> str:
     flops = f"{p['flops']:.3g}" if p["flops"] else "?"
     return (f"[{done}/{total}] {p['model']:<20} {p['mode']:<9} n={p['n']:<7} {what} "
             f"{flops} FLOP ({seconds:.1f} s)")  # fmt: skip
-
-
-def write_json(path, payload: dict) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1))
-    tmp.replace(path)
 
 
 def add_bench_parser(sub) -> None:

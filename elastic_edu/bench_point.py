@@ -35,7 +35,7 @@ import torch
 
 from elastic_edu import flops, profile
 from elastic_edu.config import MemoryConfig, ModelConfig
-from elastic_edu.models import REGISTRY, SequentialRecommender, build_model
+from elastic_edu.models import REGISTRY, SequentialRecommender, build_model, get_spec, model_names
 
 OBJECTIVE = "cut"
 K_MAX = 1024  # the bench's memory has M = 32 * 32 slots
@@ -64,18 +64,18 @@ def _forms() -> str:
 
 def parse_label(name: str, ks: list[int]) -> list[Variant]:
     """One --models entry -> its variants (several for a bare name of a model with experts)."""
-    matches = [m for m in REGISTRY if name == m or name.startswith(m + "-")]
+    matches = [m for m in model_names() if name == m or name.startswith(m + "-")]
     if not matches:
         raise ValueError(f"--models: unknown {name!r}; {_forms()}")
     model = max(matches, key=len)  # elastic-causal-k16 is elastic-causal's, not elastic's
-    spec, suffix = REGISTRY[model], name[len(model) + 1 :]
+    spec, suffix = get_spec(model), name[len(model) + 1 :]  # an alias keeps its label
     if not issubclass(spec.cls, SequentialRecommender) or OBJECTIVE not in spec.objectives:
         raise ValueError(f"--models: {model!r} is not a neural sequence encoder; {_forms()}")
     if "attention" in spec.uses:
         backend = suffix or ModelConfig.attention
         if backend not in ("naive", "sdpa"):
             raise ValueError(f"--models {name!r}: back-end {backend!r}; choose naive or sdpa")
-        return [Variant(f"{model}-{backend}", model, attention=backend)]
+        return [Variant(f"{model}-{backend}", spec.name, attention=backend)]
     if "num_experts" in spec.uses:
         found = re.fullmatch(r"k(\d+)", suffix)
         if suffix and not found:
@@ -85,10 +85,10 @@ def parse_label(name: str, ks: list[int]) -> list[Variant]:
             if not 1 <= k <= K_MAX:
                 where = f"--models {name!r}" if found else "--k"
                 raise ValueError(f"{where}: k={k} must lie in 1..{K_MAX}")
-        return [Variant(f"{model}-k{k}", model, k=k) for k in chosen]
+        return [Variant(f"{model}-k{k}", spec.name, k=k) for k in chosen]
     if suffix:
         raise ValueError(f"--models {name!r}: {model} takes no suffix")
-    return [Variant(model, model)]
+    return [Variant(model, spec.name)]
 
 
 def expand_models(names: list[str], ks: list[int], compiles=("off",)) -> list[Variant]:

@@ -13,15 +13,14 @@ file and what is wrong with it.
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 
 import torch
 
 from elastic_edu.config import ModelConfig, TrainConfig
+from elastic_edu.files import replacing
 
 
 class CheckpointError(ValueError):
@@ -34,43 +33,11 @@ def last_path(path: str | Path) -> Path:
     return path.with_name(path.stem + ".last" + (path.suffix or ".pt"))
 
 
-def check_writable(path: str | Path, what: str = "output") -> Path:
-    """Refuse an output path that cannot be written, before any work is done.
-
-    The parent folder is created if needed; a path that is a folder, or a folder that cannot be
-    written, raises ValueError naming the path.
-    """
-    raw = os.fspath(path)
-    path = Path(path)
-    if raw.endswith((os.sep, os.altsep or os.sep)) or path.is_dir():  # Path drops a final /
-        raise ValueError(f"{what} {raw} is a folder: give a file name")
-    parent = path.parent if str(path.parent) else Path(".")
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=parent, prefix=".probe-")
-        os.close(fd)
-        os.remove(probe)
-    except OSError as err:
-        raise ValueError(
-            f"{what} {path} cannot be written: its folder {parent} takes no new file "
-            f"({err.strerror or err})"
-        ) from None
-    return path
-
-
 def atomic_save(payload: dict, path: str | Path) -> Path:
     """`torch.save` to a temporary file in the same folder, then rename over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
+    with replacing(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    return Path(path)
 
 
 def save_checkpoint(path, model, train_config: TrainConfig, **extra) -> Path:

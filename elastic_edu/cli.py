@@ -15,67 +15,11 @@ Ctrl-C or SIGTERM during training writes the results of the best weights so far,
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import sys
-import types
-import typing
-from pathlib import Path
 
 from elastic_edu.config import MemoryConfig, ModelConfig, TrainConfig
-
-SKIP = {"model", "num_items", "memory"}
-
-
-class UserError(ValueError):
-    """A mistake in the command line: printed as one line, exit status 2."""
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse whose mistakes are UserErrors (one line, status 2) instead of a usage dump."""
-
-    def error(self, message: str):
-        raise UserError(f"{self.prog}: {message} (see --help)")
-
-
-def _count(text: str) -> int:
-    """argparse type: a non-negative integer."""
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} must not be negative")
-    return value
-
-
-def _field_type(f: dataclasses.Field, owner: type):
-    hint = typing.get_type_hints(owner)[f.name]
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    if typing.get_origin(hint) in (typing.Union, types.UnionType) and args:
-        hint = args[0]
-    return hint
-
-
-def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, title: str,
-                          notes: dict[str, str] | None = None) -> None:  # fmt: skip
-    """One option per field of `cls`: --field-name, its type, its help and its default.
-
-    Options default to None (unset), so a model's own defaults apply; the help shows the
-    dataclass default.
-    """
-    group = parser.add_argument_group(title)
-    for f in dataclasses.fields(cls):
-        if f.name in SKIP:
-            continue
-        kind = _field_type(f, cls)
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        shown = (notes or {}).get(f.name, "none" if default is None else str(default))
-        text = f"{f.metadata.get('help', '')} (default: {shown})".replace("%", "%%")
-        flag = "--" + f.name.replace("_", "-")
-        if kind is bool:
-            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
-                               help=text)  # fmt: skip
-        else:
-            group.add_argument(flag, type=kind, default=None, choices=f.metadata.get("choices"),
-                               metavar=f.name.upper(), help=text)  # fmt: skip
+from elastic_edu.files import check_writable, write_json
+from elastic_edu.options import Parser, UserError, add_dataclass_options, count, overrides
 
 
 def _add_data(parser: argparse.ArgumentParser) -> None:
@@ -87,7 +31,7 @@ def _add_data(parser: argparse.ArgumentParser) -> None:
                         "(default: ml-100k)")  # fmt: skip
     g.add_argument(
         "--kcore",
-        type=_count,
+        type=count,
         default=None,
         help="k-core filter (default: 5 for ml-1m and ml-20m, else none)",
     )
@@ -153,13 +97,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def overrides(args: argparse.Namespace) -> dict:
-    """The config fields set on the command line (unset ones are None and dropped later)."""
-    names = {f.name for cls in (ModelConfig, MemoryConfig, TrainConfig)
-             for f in dataclasses.fields(cls)} - SKIP  # fmt: skip
-    return {n: getattr(args, n) for n in names if hasattr(args, n)}
-
-
 def _load(args):
     from elastic_edu.data import load_sequences
     from elastic_edu.data.sequences import leave_one_out
@@ -169,8 +106,6 @@ def _load(args):
 
 
 def _check_output(path, what: str):
-    from elastic_edu.checkpoint import check_writable
-
     if path is None:
         return None
     try:
@@ -211,7 +146,7 @@ def _check_resources(mc, tc) -> None:
 
 
 def cmd_train(args) -> int:
-    from elastic_edu.experiment import run
+    from elastic_edu.experiment import print_metrics, run
 
     out = _check_output(args.out, "--out")
     ckpt = _check_output(args.checkpoint, "--checkpoint")
@@ -230,7 +165,7 @@ def cmd_train(args) -> int:
     print_metrics(f"{mc.model} (seed {tc.seed}, {result['device_name']}, "
                   f"{result['train_seconds']:.0f} s, {result['stopped']})", result)  # fmt: skip
     if out:
-        write_json(out, jsonable(result))
+        print(f"wrote {write_json(out, jsonable(result))}")
     return 130 if result["stopped"] == "interrupted" else 0
 
 
@@ -238,7 +173,7 @@ def cmd_compare(args) -> int:
     from elastic_edu.experiment import (
         by_history_length,
         format_table,
-        paired_test,
+        paired_tests,
         run,
         summarise,
     )
@@ -272,13 +207,13 @@ def cmd_compare(args) -> int:
                "seeds": args.seeds, "summary": rows, "table": table,
                "by_history_length": {k: by_history_length(r) for k, r in runs.items()},
                "runs": runs}  # fmt: skip
-    payload["paired"] = paired_tests(runs, paired_test)
+    payload["paired"] = paired_tests(runs)
     for name, test in payload["paired"].items():
         print(f"paired {name}: NDCG@10 diff {test['mean_diff']:+.4f} "
               f"(95% CI {test['ci95'][0]:+.4f}..{test['ci95'][1]:+.4f}), "
               f"sign test p = {test['sign_test_p']:.3g}")  # fmt: skip
     if out:
-        write_json(out, payload)
+        print(f"wrote {write_json(out, payload)}")
     return 0
 
 
@@ -303,53 +238,8 @@ def _say(text: str) -> None:
         print(text, flush=True)
 
 
-def paired_tests(runs: dict[str, list[dict]], test) -> dict:
-    """Every model against every other, per-user NDCG@10 averaged over their common seeds."""
-    import numpy as np
-
-    out = {}
-    labels = list(runs)
-    for i, a in enumerate(labels):
-        for b in labels[i + 1 :]:
-            n = min(len(runs[a]), len(runs[b]))
-            if n == 0:
-                continue
-            ra = np.mean([np.asarray(r["ranks"]["test"]) for r in runs[a][:n]], axis=0)
-            rb = np.mean([np.asarray(r["ranks"]["test"]) for r in runs[b][:n]], axis=0)
-            out[f"{a} vs {b}"] = test(ra, rb)
-    return out
-
-
-def print_metrics(label: str, result: dict, out=None) -> None:
-    out = out or sys.stdout
-    ks = [k for k in result["test"] if k.startswith("HR@")]
-    cols = [m for k in ks for m in (k, k.replace("HR", "NDCG"), k.replace("HR", "MRR"))]
-    print(f"\n{label}", file=out)
-    print(f"{'split':<12}" + "".join(f"{m:>10}" for m in cols), file=out)
-    for split in ("valid", "test", "test_masked"):
-        print(f"{split:<12}" + "".join(f"{result[split][m]:>10.4f}" for m in cols), file=out)
-
-
 def jsonable(result: dict) -> dict:
     return {k: v for k, v in result.items() if k not in ("model", "is_main")}
-
-
-def write_json(path, payload) -> None:
-    """Write JSON atomically (a temporary file beside it, then a rename)."""
-    import os
-    import tempfile
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(payload, fh, indent=1, default=str)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    print(f"wrote {path}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import platform
+import sys
 from dataclasses import fields
 
 import numpy as np
@@ -172,13 +173,13 @@ def ndcg_per_user(ranks, k: int = 10) -> np.ndarray:
     return np.where(r <= k, 1.0 / np.log2(r + 1.0), 0.0)
 
 
-def paired_test(ranks_a, ranks_b, *, k: int = 10, resamples: int = 10000, seed: int = 0) -> dict:
-    """Compare two models on the same users: NDCG@k difference a - b, paired.
+def paired_test(a, b, *, resamples: int = 10000, seed: int = 0) -> dict:
+    """Compare two models on the same users: a and b are per-user scores (e.g. NDCG@10).
 
-    Returns the mean difference, a 95% bootstrap interval over users, and a two-sided sign test
-    over the users where the two differ (exact binomial), with the counts of wins and losses.
+    Returns the mean difference a - b, a 95% bootstrap interval over users, and a two-sided sign
+    test over the users where the two differ (exact binomial), with the counts of wins and losses.
     """
-    a, b = ndcg_per_user(ranks_a, k), ndcg_per_user(ranks_b, k)
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.shape != b.shape:
         raise ValueError(f"paired test: {a.shape[0]} and {b.shape[0]} users differ")
     diff = a - b
@@ -186,10 +187,15 @@ def paired_test(ranks_a, ranks_b, *, k: int = 10, resamples: int = 10000, seed: 
     boot = diff[rng.integers(0, len(diff), (resamples, len(diff)))].mean(axis=1)
     wins, losses = int((diff > 0).sum()), int((diff < 0).sum())
     return {
-        "metric": f"NDCG@{k}", "users": len(diff), "mean_diff": float(diff.mean()),
+        "users": len(diff), "mean_diff": float(diff.mean()),
         "ci95": [float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975))],
         "wins": wins, "losses": losses, "sign_test_p": sign_test(wins, losses),
     }  # fmt: skip
+
+
+def user_ndcg(runs: list[dict], k: int = 10) -> np.ndarray:
+    """Each test user's NDCG@k, averaged over the seeds of `runs`."""
+    return np.mean([ndcg_per_user(r["ranks"]["test"], k) for r in runs], axis=0)
 
 
 def sign_test(wins: int, losses: int) -> float:
@@ -217,3 +223,29 @@ def by_history_length(runs: list[dict], edges=(20, 50, 100, 200)) -> dict:
         label = f"{lo + 1}-{hi}" if hi != math.inf else f">{lo}"
         out[label] = {"users": int(keep.sum()), "NDCG@10": float(np.mean(scores))}
     return out
+
+
+def paired_tests(runs: dict[str, list[dict]]) -> dict:
+    """Every model against every other (`paired_test`) on each user's NDCG@10, averaged over
+    the seeds the two share."""
+    out = {}
+    labels = list(runs)
+    for i, a in enumerate(labels):
+        for b in labels[i + 1 :]:
+            n = min(len(runs[a]), len(runs[b]))
+            if n == 0:
+                continue
+            test = paired_test(user_ndcg(runs[a][:n]), user_ndcg(runs[b][:n]))
+            out[f"{a} vs {b}"] = {"metric": "NDCG@10", "seeds": n, **test}
+    return out
+
+
+def print_metrics(label: str, result: dict, out=None) -> None:
+    """Print a run's metrics at every cutoff for valid, test and test_masked."""
+    out = out or sys.stdout
+    ks = [k for k in result["test"] if k.startswith("HR@")]
+    cols = [m for k in ks for m in (k, k.replace("HR", "NDCG"), k.replace("HR", "MRR"))]
+    print(f"\n{label}", file=out)
+    print(f"{'split':<12}" + "".join(f"{m:>10}" for m in cols), file=out)
+    for split in ("valid", "test", "test_masked"):
+        print(f"{split:<12}" + "".join(f"{result[split][m]:>10.4f}" for m in cols), file=out)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from elastic_edu import bench, bench_report
+from elastic_edu import bench_report
+from elastic_edu.files import write_json
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 
@@ -56,7 +57,7 @@ def test_ratios_compare_compiled_with_compiled():
 
 def test_summarise_reads_json_keys_and_short_sweeps(tmp_path):
     path = tmp_path / "b.json"
-    bench.write_json(path, _synthetic())
+    write_json(path, _synthetic())
     loaded = bench_report.load_results(path)
     summary = bench_report.summarise(loaded, slope_from=100_000)  # too few: the longest three
     assert summary["slopes"]["elastic-k32"]["train"]["n"] == [2048, 8192]

@@ -11,13 +11,13 @@ import torch
 from elastic_edu.checkpoint import (
     CheckpointError,
     atomic_save,
-    check_writable,
     last_path,
     load_checkpoint,
     read_checkpoint,
     save_checkpoint,
 )
 from elastic_edu.config import TrainConfig
+from elastic_edu.files import check_writable
 from elastic_edu.models import build_model
 from tests.conftest import make_tiny_config
 
