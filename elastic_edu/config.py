@@ -74,7 +74,7 @@ class ModelConfig:
     dropout: float = _opt(0.2, "dropout probability")
     attention: str = _opt("sdpa", "SASRec attention back-end: naive (N x N) or sdpa (fused)",
                           choices=("naive", "sdpa"))  # fmt: skip
-    num_experts: int = _opt(32, "k, interest experts per user (dispatcher models)")
+    num_experts: int = _opt(8, "k, interest experts per user (dispatcher models)")
     memory: MemoryConfig = _opt(MemoryConfig, "product-key memory (ELASTIC)")
 
     def __post_init__(self) -> None:
