@@ -20,7 +20,6 @@ from elastic_edu.config import MemoryConfig, ModelConfig, TrainConfig
         ("weight_decay", math.nan),
         ("memory_lr_scale", -1.0),
         ("memory_lr_scale", 0.0),
-        ("balance", -1.0),
         ("mask_prob", 0.0),
         ("mask_prob", 1.5),
         ("last_prob", -0.1),
@@ -73,6 +72,8 @@ def test_model_config_refuses(field, value):
         ("key_dim", 7, "key_dim=7 must be even"),
         ("candidates", -2, "candidates=-2"),
         ("context", 0, "context=0"),
+        ("balance", -1.0, "balance=-1.0"),
+        ("balance", math.nan, "balance=nan"),
     ],
 )
 def test_memory_config_refuses(field, value, message):
