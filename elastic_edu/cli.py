@@ -170,13 +170,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from elastic_edu.experiment import (
-        by_history_length,
-        format_table,
-        paired_tests,
-        run,
-        summarise,
-    )
+    from elastic_edu.experiment import comparison, run
 
     out = _check_output(args.out, "--out")
     _plans(args, 1)  # every spec, before the data are read
@@ -198,16 +192,9 @@ def cmd_compare(args) -> int:
               f"{res['train_seconds']:.0f} s, {res['stopped']})", flush=True)  # fmt: skip
     if not runs:  # another rank than 0
         return 0
-    rows = {label: summarise(r) for label, r in runs.items()}
-    table = format_table(rows)
-    print("\n" + table)
-    first = next(iter(runs.values()))[0]
-    payload = {"data": data.summary(), "dataset": args.dataset,
-               "device_name": first["device_name"], "torch": first["torch"],
-               "seeds": args.seeds, "summary": rows, "table": table,
-               "by_history_length": {k: by_history_length(r) for k, r in runs.items()},
-               "runs": runs}  # fmt: skip
-    payload["paired"] = paired_tests(runs)
+    payload = comparison(runs, data=data.summary(), dataset=args.dataset, seeds=args.seeds,
+                         command="python -m elastic_edu " + " ".join(args.argv))  # fmt: skip
+    print("\n" + payload["table"])
     for name, test in payload["paired"].items():
         print(f"paired {name}: NDCG@10 diff {test['mean_diff']:+.4f} "
               f"(95% CI {test['ci95'][0]:+.4f}..{test['ci95'][1]:+.4f}), "
@@ -251,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         args = build_parser().parse_args(argv)
+        args.argv = argv  # recorded in results files
         return args.func(args)
     except (NonFiniteScores, FloatingPointError) as err:
         if debug:

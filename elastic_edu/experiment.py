@@ -225,6 +225,27 @@ def by_history_length(runs: list[dict], edges=(20, 50, 100, 200)) -> dict:
     return out
 
 
+def comparison(runs: dict[str, list[dict]], **meta) -> dict:
+    """The comparison JSON from {label: per-seed run results}: the machine, the table (mean ±
+    SE), every paired test and NDCG@10 by history length, beside the runs themselves.
+
+    `python -m elastic_edu compare` writes it; scripts/merge_accuracy.py rebuilds it from runs
+    made by several processes.
+    """
+    rows = {label: summarise(r) for label, r in runs.items()}
+    first = next(iter(runs.values()))[0]
+    return {
+        **meta,
+        "device_name": first["device_name"],
+        "torch": first["torch"],
+        "summary": rows,
+        "table": format_table(rows),
+        "paired": paired_tests(runs),
+        "by_history_length": {label: by_history_length(r) for label, r in runs.items()},
+        "runs": runs,
+    }
+
+
 def paired_tests(runs: dict[str, list[dict]]) -> dict:
     """Every model against every other (`paired_test`) on each user's NDCG@10, averaged over
     the seeds the two share."""

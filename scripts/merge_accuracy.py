@@ -1,9 +1,11 @@
-"""Merge per-seed `python -m elastic_edu compare` outputs into one table (mean ± standard error).
+"""Merge `python -m elastic_edu compare` outputs made by several processes into one comparison.
 
-The GPU script runs one compare process per seed in parallel on one card; this joins them:
+Runs of one label may come from several files (one process per model or per seed); each seed
+counts once. The merged file is what `compare` itself would have written for all of them
+(`elastic_edu.experiment.comparison`), with the commands that made the parts:
 
-    python scripts/merge_accuracy.py results/gpu-training/accuracy-seed*.json \
-        --out results/accuracy-ml-100k-nvidia-h200.json
+    python scripts/merge_accuracy.py results/parts/accuracy-*.json \\
+        --out results/accuracy-ml-100k-cpu-amd-epyc.json
 """
 
 from __future__ import annotations
@@ -12,14 +14,15 @@ import argparse
 import json
 from pathlib import Path
 
-from elastic_edu.experiment import format_table, summarise
+from elastic_edu.experiment import comparison
+from elastic_edu.files import write_json
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("files", nargs="+")
-    p.add_argument("--out", required=True)
-    p.add_argument("--command", default=None, help="the command that made the runs, recorded")
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("files", nargs="+", help="compare outputs to merge")
+    p.add_argument("--out", required=True, help="the merged comparison JSON")
     args = p.parse_args()
     parts = [json.loads(Path(f).read_text()) for f in sorted(args.files)]
     runs: dict[str, list] = {}
@@ -27,22 +30,14 @@ def main() -> None:
         for label, rs in part["runs"].items():
             for r in rs:
                 seeds = [x["config"]["train"]["seed"] for x in runs.get(label, [])]
-                if r["config"]["train"]["seed"] not in seeds:  # popularity repeats per file
+                if r["config"]["train"]["seed"] not in seeds:
                     runs.setdefault(label, []).append(r)
-    rows = {label: summarise(rs) for label, rs in runs.items()}
-    table = format_table(rows)
     seeds = sorted({s for part in parts for s in part["seeds"]})
-    merged = {
-        **{k: parts[0][k] for k in ("data", "dataset", "device_name", "torch")},
-        "seeds": seeds,
-        "summary": rows,
-        "table": table,
-        "runs": runs,
-        "merged_from": [Path(f).name for f in sorted(args.files)],
-    }
-    Path(args.out).write_text(json.dumps(merged, indent=1))
-    print(table)
-    print(f"wrote {args.out}")
+    merged = comparison(runs, data=parts[0]["data"], dataset=parts[0]["dataset"], seeds=seeds,
+                        commands=[part.get("command") for part in parts],
+                        merged_from=[Path(f).name for f in sorted(args.files)])  # fmt: skip
+    print(merged["table"])
+    print(f"wrote {write_json(args.out, merged)}")
 
 
 if __name__ == "__main__":
