@@ -78,37 +78,38 @@ def history_mask(histories, shape: tuple[int, int], device) -> torch.Tensor:
     return mask
 
 
-def _score_batch(model, histories, start: int) -> torch.Tensor:
-    """`model.score` of evaluation users start.., refused (naming them) when not finite."""
-    scores = model.score(histories)
-    try:
-        check_finite(scores)
-    except NonFiniteScores as err:
-        where = f"(evaluation users {start}..{start + len(histories) - 1})"
-        raise NonFiniteScores(f"{err} {where}") from None
-    return scores
-
-
-@torch.no_grad()
-def rank_targets(
-    model, eval_set: EvalSet, *, mask_history: bool = False, batch_size: int = 256
-) -> np.ndarray:
-    """The 1-based full-ranking rank of every target in `eval_set` (int64 array)."""
+def scored_batches(model, eval_set: EvalSet, batch_size: int = 256):
+    """Yield (start, histories, scores (b, i), targets (b,)) over `eval_set`, the model in eval
+    mode; non-finite scores are refused naming the evaluation users. The one loop every ranking
+    (full or sampled) runs."""
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size} must be at least 1")
     was_training = model.training
     model.eval()
-    ranks = []
     try:
-        for start in range(0, len(eval_set), batch_size):
-            hist = eval_set.histories[start : start + batch_size]
-            scores = _score_batch(model, hist, start)  # (b, i)
-            targets = torch.as_tensor(eval_set.targets[start : start + batch_size],
-                                      device=scores.device)  # fmt: skip
-            exclude = history_mask(hist, scores.shape, scores.device) if mask_history else None
-            ranks.append(ranks_from_scores(scores, targets, exclude).cpu())
+        with torch.no_grad():
+            for start in range(0, len(eval_set), batch_size):
+                hist = eval_set.histories[start : start + batch_size]
+                scores = model.score(hist)  # (b, i)
+                try:
+                    check_finite(scores)
+                except NonFiniteScores as err:
+                    where = f"(evaluation users {start}..{start + len(hist) - 1})"
+                    raise NonFiniteScores(f"{err} {where}") from None
+                targets = eval_set.targets[start : start + batch_size]
+                yield start, hist, scores, torch.as_tensor(targets, device=scores.device)
     finally:
         model.train(was_training)
+
+
+def rank_targets(
+    model, eval_set: EvalSet, *, mask_history: bool = False, batch_size: int = 256
+) -> np.ndarray:
+    """The 1-based full-ranking rank of every target in `eval_set` (int64 array)."""
+    ranks = []
+    for _, hist, scores, targets in scored_batches(model, eval_set, batch_size):
+        exclude = history_mask(hist, scores.shape, scores.device) if mask_history else None
+        ranks.append(ranks_from_scores(scores, targets, exclude).cpu())
     return torch.cat(ranks).numpy()
 
 
@@ -204,7 +205,6 @@ def recommend(
     return [(int(i), float(s)) for i, s in zip(top.indices.tolist(), top.values.tolist())]
 
 
-@torch.no_grad()
 def rank_targets_sampled(
     model, eval_set: EvalSet, num_negatives: int = 100, *, seed: int = 0, batch_size: int = 256
 ) -> np.ndarray:
@@ -227,21 +227,13 @@ def rank_targets_sampled(
                 f"num_negatives={num_negatives}: a user has only {len(allowed)} unseen items"
             )
         negatives.append(rng.choice(allowed, size=num_negatives, replace=False))
-    negatives = np.stack(negatives)  # (users, negatives)
-    was_training = model.training
-    model.eval()
+    negatives = torch.as_tensor(np.stack(negatives))  # (users, negatives)
     ranks = []
-    try:
-        for start in range(0, len(eval_set), batch_size):
-            hist = eval_set.histories[start : start + batch_size]
-            scores = _score_batch(model, hist, start)  # (b, i)
-            targets = torch.as_tensor(eval_set.targets[start : start + batch_size])
-            negs = torch.as_tensor(negatives[start : start + batch_size])
-            target_score = scores.gather(1, targets[:, None].to(scores.device))  # (b, 1)
-            neg_scores = scores.gather(1, negs.to(scores.device))  # (b, negatives)
-            ranks.append((1 + (neg_scores >= target_score).sum(dim=1)).cpu())
-    finally:
-        model.train(was_training)
+    for start, _, scores, targets in scored_batches(model, eval_set, batch_size):
+        negs = negatives[start : start + len(targets)].to(scores.device)
+        target_score = scores.gather(1, targets[:, None])  # (b, 1)
+        neg_scores = scores.gather(1, negs)  # (b, negatives)
+        ranks.append((1 + (neg_scores >= target_score).sum(dim=1)).cpu())
     return torch.cat(ranks).numpy()
 
 

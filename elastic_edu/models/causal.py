@@ -24,15 +24,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from einops import rearrange, repeat
+from einops import rearrange
 from torch import nn
 
 from elastic_edu.config import ModelConfig
 from elastic_edu.histories import PAD, pad_left
 from elastic_edu.models.base import EncoderOutput, SequentialRecommender
+from elastic_edu.models.experts import LearnedExperts, interest_memory
 from elastic_edu.models.registry import register
 from elastic_edu.nn.causal_dispatcher import CausalDispatcherBlock, LayerState
-from elastic_edu.nn.product_keys import ProductKeyMemory, Retrieval
 
 
 @dataclass
@@ -142,14 +142,10 @@ class LDACausal(CausalDispatcherEncoder):
 
     def __init__(self, config: ModelConfig):
         super().__init__(config)
-        self.experts = nn.Parameter(torch.randn(config.num_experts, config.dim) * config.dim**-0.5)
+        self.experts = LearnedExperts(config.num_experts, config.dim)
 
     def initial_experts(self, context, batch, num_experts=None):
-        if num_experts is not None and num_experts != self.config.num_experts:
-            raise ValueError(
-                "LDA-only has a fixed set of learned experts: num_experts must be None"
-            )
-        return Retrieval(experts=repeat(self.experts, "e d -> b e d", b=batch))
+        return self.experts(batch, num_experts)
 
 
 @register
@@ -161,9 +157,7 @@ class ELASTICCausal(CausalDispatcherEncoder):
 
     def __init__(self, config: ModelConfig):
         super().__init__(config)
-        m = config.memory
-        self.memory = ProductKeyMemory(config.dim, m.key_dim, m.subkeys, config.num_experts,
-                                       m.candidates)  # fmt: skip
+        self.memory = interest_memory(config)
 
     @property
     def width(self) -> int:

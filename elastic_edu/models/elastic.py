@@ -15,14 +15,13 @@ The causal forms are in `elastic_edu.models.causal`.
 from __future__ import annotations
 
 import torch
-from einops import repeat
 from torch import nn
 
 from elastic_edu.config import ModelConfig
 from elastic_edu.models.base import EncoderOutput, SequentialRecommender
+from elastic_edu.models.experts import LearnedExperts, interest_memory
 from elastic_edu.models.registry import register
 from elastic_edu.nn.dispatcher import DispatcherBlock
-from elastic_edu.nn.product_keys import ProductKeyMemory, Retrieval
 
 
 class DispatcherEncoder(SequentialRecommender):
@@ -94,9 +93,7 @@ class ELASTIC(DispatcherEncoder):
 
     def __init__(self, config: ModelConfig):
         super().__init__(config)
-        m = config.memory
-        self.memory = ProductKeyMemory(config.dim, m.key_dim, m.subkeys, config.num_experts,
-                                       m.candidates)  # fmt: skip
+        self.memory = interest_memory(config)
 
     def initial_experts(self, x, pad, num_experts=None):
         # the retrieval query reads the embedded history
@@ -114,11 +111,7 @@ class LDAOnly(DispatcherEncoder):
 
     def __init__(self, config: ModelConfig):
         super().__init__(config)
-        self.experts = nn.Parameter(torch.randn(config.num_experts, config.dim) * config.dim**-0.5)
+        self.experts = LearnedExperts(config.num_experts, config.dim)
 
     def initial_experts(self, x, pad, num_experts=None):
-        if num_experts is not None and num_experts != self.config.num_experts:
-            raise ValueError(
-                "LDA-only has a fixed set of learned experts: num_experts must be None"
-            )
-        return Retrieval(experts=repeat(self.experts, "e d -> b e d", b=x.shape[0]))
+        return self.experts(x.shape[0], num_experts)

@@ -1,12 +1,11 @@
-import functools
 import hashlib
 import http.server
 import socket
-import threading
 
 import pytest
 
 from elastic_edu.data.download import DownloadError, download, parse_md5
+from tests.conftest import serve
 
 PAYLOAD = b"user\titem\n" * 5000  # larger than one read chunk
 
@@ -81,18 +80,8 @@ class _ShortHandler(http.server.SimpleHTTPRequestHandler):
 @pytest.fixture
 def short_http_root(tmp_path):
     """Like `http_root`, but every body is 1000 bytes shorter than its Content-Length."""
-    root = tmp_path / "served-short"
-    root.mkdir()
-    handler = functools.partial(_ShortHandler, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", root
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serve(tmp_path / "served-short", _ShortHandler) as url:
+        yield url, tmp_path / "served-short"
 
 
 def test_truncated_download_without_md5_is_refused(short_http_root, tmp_path):
