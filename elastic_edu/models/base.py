@@ -201,6 +201,12 @@ class SequentialRecommender(Recommender):
             loss = loss + weight * out.balance
         return loss
 
+    def memory_parameters(self) -> list[nn.Parameter]:
+        """Parameters that want the memory learning rate (TrainConfig.memory_lr_scale): the
+        interest memory's value rows, for a model that has one."""
+        memory = getattr(self, "memory", None)
+        return memory.memory_parameters() if memory is not None else []
+
     def forward(self, inputs: torch.Tensor, targets: torch.Tensor, objective: str) -> torch.Tensor:
         """The training loss (what DistributedDataParallel wraps): see `loss`."""
         return self.loss(inputs, targets, objective)

@@ -171,6 +171,3 @@ class ELASTICCausal(CausalDispatcherEncoder):
         pad = context == PAD
         x = self.item_emb(context) * rearrange(~pad, "b c -> b c 1")
         return self.memory(x, pad, num_experts)
-
-    def memory_parameters(self) -> list[nn.Parameter]:
-        return self.memory.memory_parameters()

@@ -79,10 +79,6 @@ class DispatcherEncoder(SequentialRecommender):
                              dispatch=dispatch, slots=r.slots, slot_scores=r.scores,
                              balance=r.balance)  # fmt: skip
 
-    def memory_parameters(self) -> list[nn.Parameter]:
-        """Parameters that want the memory learning rate (TrainConfig.memory_lr_scale)."""
-        return []
-
 
 @register
 class ELASTIC(DispatcherEncoder):
@@ -98,9 +94,6 @@ class ELASTIC(DispatcherEncoder):
     def initial_experts(self, x, pad, num_experts=None):
         # the retrieval query reads the embedded history
         return self.memory(x, pad, num_experts)
-
-    def memory_parameters(self) -> list[nn.Parameter]:
-        return self.memory.memory_parameters()
 
 
 @register
