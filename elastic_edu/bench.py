@@ -38,6 +38,7 @@ from elastic_edu.bench_point import is_oom, point_flops, run_point
 from elastic_edu.bench_settings import Formatter, add_options, check_settings, settings_from_args
 from elastic_edu.device import choose_device, describe_device
 from elastic_edu.files import write_json
+from elastic_edu.options import plain
 
 START_METHOD = "forkserver"  # a fresh process per CPU point, without the parent's memory
 
@@ -170,7 +171,7 @@ def _progress_line(done: int, total: int, p: dict, seconds: float) -> str:
 def add_bench_parser(sub) -> None:
     """The ``bench`` sub-command of `elastic_edu.cli`."""
     p = sub.add_parser("bench", help="latency, memory and FLOPs against sequence length",
-                       description=__doc__, formatter_class=Formatter)  # fmt: skip
+                       description=plain(__doc__), formatter_class=Formatter)  # fmt: skip
     add_options(p)
     p.set_defaults(func=lambda a: run_settings(settings_from_args(a)))
 

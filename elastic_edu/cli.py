@@ -19,7 +19,7 @@ import sys
 
 from elastic_edu.config import MemoryConfig, ModelConfig, TrainConfig
 from elastic_edu.files import check_writable, write_json
-from elastic_edu.options import Parser, UserError, add_dataclass_options, count, overrides
+from elastic_edu.options import Parser, UserError, add_dataclass_options, count, overrides, plain
 
 
 def _add_data(parser: argparse.ArgumentParser) -> None:
@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     names = ", ".join(f"{n} ({s.default_objective or 'counted'})" for n, s in REGISTRY.items())
     raw = argparse.RawDescriptionHelpFormatter
-    parser = Parser(prog="python -m elastic_edu", description=__doc__,
+    parser = Parser(prog="python -m elastic_edu", description=plain(__doc__),
                     formatter_class=raw)  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True)
     models = "\n".join(f"  {n:<15} {s.summary}" for n, s in REGISTRY.items())

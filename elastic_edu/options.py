@@ -75,3 +75,11 @@ def overrides(args: argparse.Namespace) -> dict:
     names = {f.name for cls in (ModelConfig, MemoryConfig, TrainConfig)
              for f in dataclasses.fields(cls)} - SKIP  # fmt: skip
     return {n: getattr(args, n) for n in names if hasattr(args, n)}
+
+
+def plain(text: str) -> str:
+    """A docstring as terminal help: markdown/rst markup (**bold**, ``code``, `name`) removed."""
+    import re
+
+    text = re.sub(r"\*\*(.+?)\*\*", r"\1", text)
+    return re.sub(r"`{1,2}([^`]+?)`{1,2}", r"\1", text)

@@ -225,3 +225,17 @@ def test_sigint_writes_the_best_epoch_and_exits_130(small_dir, tmp_path):
     assert result["best_epoch"] >= 1 and result["epochs"] < 100000
     assert result["valid"] == {k[6:]: v for k, v in best.items() if k.startswith("valid_")}
     assert ckpt.exists() and not list(tmp_path.glob("*.tmp"))
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["compare"], ["bench"]])
+def test_help_shows_no_raw_markup_and_every_default(command, capsys):
+    with pytest.raises(SystemExit):
+        main([*command, "--help"])
+    text = capsys.readouterr().out
+    assert "**" not in text and "``" not in text and "`" not in text
+    if command == ["train"]:
+        options = [line for line in text.splitlines() if line.strip().startswith("--")]
+        described = text.split("options:", 1)[1]
+        for flag in ("--dim", "--lr", "--max-minutes", "--patience", "--subkeys", "--objective"):
+            assert flag in described
+        assert described.count("(default:") >= len(options) - 6  # -h and bare flags excepted
