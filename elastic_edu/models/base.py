@@ -75,11 +75,10 @@ class Recommender(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return (
-            next(self.buffers(), None).device
-            if not list(self.parameters())
-            else next(self.parameters()).device
-        )
+        """Where the model's first parameter (or buffer) lives."""
+        tensor = next(self.parameters(), None)
+        tensor = tensor if tensor is not None else next(self.buffers(), None)
+        return tensor.device if tensor is not None else torch.device("cpu")
 
     @property
     def width(self) -> int:
@@ -139,10 +138,6 @@ class SequentialRecommender(Recommender):
             nn.init.normal_(self.pos_emb.weight, std=0.02)
         with torch.no_grad():
             self.item_emb.weight[PAD].zero_()
-
-    @property
-    def device(self) -> torch.device:
-        return self.item_emb.weight.device
 
     @property
     def mask_token(self) -> int:

@@ -31,10 +31,6 @@ class Popularity(Recommender):
         self.counts.copy_(torch.from_numpy(counts[: self.config.num_items + 1]))
         return self
 
-    @property
-    def device(self) -> torch.device:
-        return self.counts.device
-
     def final_state(self, items: torch.Tensor) -> torch.Tensor:
         """(b, 1) of ones: every user gets the same ranking."""
         return torch.ones(items.shape[0], 1, device=items.device)
