@@ -326,17 +326,21 @@ print(f"test targets already in their own history: {in_history:.1%}")
 
 # %% [markdown]
 # ## 6. A popularity baseline
-# `Popularity.from_train` counts every item in the training sequences and scores each item by its
-# count, the same ranking for every user. It is the floor any sequential model must clear.
+# The popularity model (`"popularity"` in the model registry, `elastic_edu.models.REGISTRY`) is
+# built like every other model, from a `ModelConfig`; instead of training, `count(split.train)`
+# counts every item in the training sequences, and each item then scores its count, the same
+# ranking for every user. It is the floor any sequential model must clear.
 # `evaluate(model, eval_set)` ranks every target against all items (in item chunks, so memory stays
 # bounded) and averages the metrics; `mask_history=True` masks each user's history.
 
 # %%
 # NBVAL_CHECK_OUTPUT
+from elastic_edu import ModelConfig
 from elastic_edu.metrics import evaluate
-from elastic_edu.models import Popularity
+from elastic_edu.models import build_model
 
-popularity = Popularity.from_train(split.train, data.num_items).to(device)
+popularity_config = ModelConfig(model="popularity", num_items=data.num_items)
+popularity = build_model(popularity_config).count(split.train).to(device)
 unmasked = evaluate(popularity, split.test, ks=KS)
 masked = evaluate(popularity, split.test, ks=KS, mask_history=True)
 print(f"{'test, all items ranked':<28}" + "".join(f"{m:>9}" for m in unmasked))

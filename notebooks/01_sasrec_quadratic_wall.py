@@ -217,10 +217,12 @@ print(
 )
 
 # %%
+from elastic_edu import ModelConfig
 from elastic_edu.metrics import evaluate
-from elastic_edu.models import Popularity
 
-popularity = Popularity.from_train(split.train, data.num_items).to(device)
+# popularity, the floor of notebook 00: built from the registry, counted instead of trained
+popularity = build_model(ModelConfig(model="popularity", num_items=data.num_items))
+popularity = popularity.count(split.train).to(device)
 pop_test = evaluate(popularity, split.test)
 print(f"{'test (all items ranked)':<26}{'HR@10':>8}{'NDCG@10':>9}{'MRR@10':>8}")
 for label, metrics in [
@@ -263,7 +265,7 @@ viz.attention_heatmap(weights, title="SASRec attention, layer 1, heads averaged 
 
 # %% [markdown]
 # The formula is one line, kept in the library with the other cost formulas
-# (`elastic_edu.costs`, which notebooks 02, 03 and 05 use too):
+# (`elastic_edu.flops`, which notebooks 02, 03 and 05 use too):
 #
 # ```python
 # def score_matrix_bytes(b, h, n, bytes_per_number=4):
@@ -272,8 +274,7 @@ viz.attention_heatmap(weights, title="SASRec attention, layer 1, heads averaged 
 
 # %%
 # NBVAL_CHECK_OUTPUT
-from elastic_edu import ModelConfig
-from elastic_edu.costs import score_matrix_bytes
+from elastic_edu.flops import score_matrix_bytes
 
 torch.manual_seed(SEED)
 probe = build_model(
@@ -338,23 +339,33 @@ viz.loglog_figure(
 # benchmark (`python -m elastic_edu bench`), which times whole models up to N = 16384: if a results
 # file is in `results/`, the next cell prints the fitted log-log slopes of latency and peak memory
 # (slope 2: quadratic, slope 1: linear) and plots the latency. Notebook 02 builds the layer behind
-# the ELASTIC curve in it; notebook 05 reads every benchmark file.
+# the ELASTIC curve in it; notebook 05 reads every benchmark file and says, per file, which ELASTIC
+# form its `elastic-k<K>` label names and how it measured memory.
 
 # %%
 from elastic_edu.bench_report import load_results, summarise
 from elastic_edu.paths import repo_root
 
 bench_files = sorted((repo_root() / "results").glob("bench-*.json")) if repo_root() else []
-if bench_files:
-    bench = load_results(bench_files[0])
-    print(f"{bench_files[0].name}: {bench.get('device_name')}, torch {bench.get('torch')}")
+# the first file that times inference (stream-only files measure something else)
+benches = [(path, load_results(path)) for path in bench_files]
+benches = [(p, b) for p, b in benches if any(x["mode"] == "inference" for x in b["points"])]
+if benches:
+    path, bench = benches[0]
+    print(f"{path.name}: {bench.get('device_name')}, torch {bench.get('torch')}")
+    if "ru_maxrss" in bench["settings"].get("memory", ""):  # the bench's first method
+        print(
+            "  made before the causal ELASTIC existed: its elastic-k<K> is the paper's non-causal "
+            "ELASTIC (today's elastic-bidir);\n  peak memory: the process's resident size "
+            "(results/README.md)"
+        )
     slopes = summarise(bench)["slopes"]
-    print(f"{'model':<14}{'mode':<11}{'N range':<12}{'latency slope':>14}{'memory slope':>13}")
+    print(f"{'model':<20}{'mode':<11}{'N range':<12}{'latency slope':>14}{'memory slope':>13}")
     for label, by_mode in slopes.items():
         for mode, sl in by_mode.items():
             f = lambda v: "-" if v is None else f"{v:.2f}"
             print(
-                f"{label:<14}{mode:<11}{'-'.join(map(str, sl['n'] or [])):<12}"
+                f"{label:<20}{mode:<11}{'-'.join(map(str, sl['n'] or [])):<12}"
                 f"{f(sl['latency_ms']):>14}{f(sl['peak_mb']):>13}"
             )
     fig = viz.complexity_figure(bench, "latency_ms", "inference")

@@ -11,7 +11,8 @@
 #    returns the *exact* top k of all M = m² slots when c ≥ k, and what goes wrong when c < k;
 # 2. count its cost against memory size (FLOPs and measured latency) and compare it with scoring
 #    every slot;
-# 3. measure slot usage (fraction of slots ever retrieved, usage entropy) and recognise *collapse*;
+# 3. measure slot usage (fraction of slots ever retrieved, usage entropy), recognise *collapse*, and
+#    spread the load with a sub-key balance loss;
 # 4. follow the gradient: only the retrieved value rows, the sub-keys that formed them and the query
 #    network learn from a batch.
 #
@@ -56,19 +57,21 @@ TIMING_THREADS = 1  # CPU threads while timing: a shared machine's other work di
 
 # slot usage and collapse
 BIAS_NORM = 1.0  # length of the constant bias added to the query in the collapse demo
+MODEL_NAME = "elastic-bidir"  # the paper's reading: the retrieval query reads the window
 MODEL = (
-    dict(dim=32, heads=2, layers=1, max_len=50, experts=8, subkeys=32, candidates=8, key_dim=32)
+    dict(dim=32, heads=2, layers=1, max_len=50, num_experts=8, subkeys=32, candidates=8, key_dim=32)
     if QUICK
-    else dict(max_len=50, experts=8, subkeys=32, candidates=8)
+    else dict(max_len=50, num_experts=8, subkeys=32, candidates=8)
 )
 TRAIN = (
-    dict(epochs=3, cuts_per_user=4, batch_size=256, lr=3e-3, max_minutes=1.0)
+    dict(objective="cut", epochs=3, cuts_per_user=4, batch_size=256, lr=3e-3, max_minutes=1.0)
     if QUICK
-    else dict(epochs=30, cuts_per_user=8, lr=1e-3, max_minutes=10.0)
+    else dict(objective="cut", epochs=30, cuts_per_user=8, lr=1e-3, max_minutes=10.0)
 )
+BALANCE_WEIGHTS = (0.01, 0.1)  # MemoryConfig.balance of the runs compared with 0 (no balance loss)
 
 # gating demo: a tiny memory whose gradients can be listed row by row
-TINY = dict(dim=8, key_dim=8, subkeys=4, experts=3, candidates=3)
+TINY = dict(dim=8, key_dim=8, subkeys=4, num_experts=3, candidates=3)
 
 setup = setup_notebook(SEED)  # threads, seeds, device, figures; prints what it chose
 device = setup.device
@@ -83,12 +86,14 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from elastic_edu import viz
-from elastic_edu.costs import bruteforce_key_flops, median_ms, product_key_flops
-from elastic_edu.data import leave_one_out, pad_left
+from elastic_edu.analysis import slot_counts, usage_stats
+from elastic_edu.data import leave_one_out
 from elastic_edu.experiment import default_configs
+from elastic_edu.flops import bruteforce_key_flops, product_key_flops
 from elastic_edu.models import build_model
 from elastic_edu.nn import ProductKeyMemory, product_key_topk
 from elastic_edu.nn.reference import full_keys, product_key_bruteforce
+from elastic_edu.profile import time_runs
 from elastic_edu.train import fit, seed_everything
 from elastic_edu.tutorial import check, tutorial_data
 
@@ -245,7 +250,7 @@ except ValueError as err:
 # pairs and takes two small top-c and one top-k over c². Its matrix-product work grows as m, i.e. as
 # √M, instead of M.
 #
-# The two formulas are in the library (`elastic_edu.costs.product_key_flops(m, d_k, users)` and
+# The two formulas are in the library (`elastic_edu.flops.product_key_flops(m, d_k, users)` and
 # `bruteforce_key_flops`), checked here against PyTorch's `FlopCounterMode` (which counts matrix
 # products only) for one batch of users:
 
@@ -288,8 +293,8 @@ for m in SIZES:
 # %% [markdown]
 # Now the clock. For each m we build random sub-keys and, for brute force, the flat table of all M
 # keys (built once, outside the timing, as a flat memory would store it), then time one call for
-# a batch of users: the median of several calls after one warm-up call (the library's timer
-# `elastic_edu.costs.median_ms`, which waits for a GPU's queue on CUDA). On a CPU we time with
+# a batch of users: the median of several calls after one warm-up call (the library's one timer,
+# `elastic_edu.profile.time_runs`, which times a GPU with CUDA events). On a CPU we time with
 # `TIMING_THREADS` threads: on a shared machine, threads that wait for each other turn other
 # processes' load into noise. The brute-force baseline is
 # written inline because the library's `product_key_bruteforce` is a float64 reference that rebuilds
@@ -309,8 +314,8 @@ with torch.inference_mode():
         flat = full_keys(k1, k2)  # (M, d_k)
         pk = lambda k1=k1, k2=k2: product_key_topk(users, k1, k2, K, C)
         bf = lambda flat=flat: einsum(users, flat, "b d, s d -> b s").topk(K, dim=-1)
-        latency["product keys"].append(median_ms(pk, REPEATS, device))
-        latency["brute force"].append(median_ms(bf, REPEATS, device))
+        latency["product keys"].append(time_runs(pk, REPEATS, warmup=1, device=device).median_ms)
+        latency["brute force"].append(time_runs(bf, REPEATS, warmup=1, device=device).median_ms)
         del flat
 torch.set_num_threads(threads)
 for name, ms in latency.items():
@@ -380,21 +385,32 @@ assert speedup > 10
 # library's query (`ProductKeyMemory.query`, **our decision**) is
 #
 #   q = LayerNorm(W · masked_mean(history embeddings)),  with no bias in W.
+#
+# **Which ELASTIC.** This notebook uses `elastic-bidir`, the paper's non-causal reading: its query
+# pools the window the experts then read (the last N − 1 items and the [MASK] token the model
+# predicts at), the plainest setting in which to watch a memory. The recommended `elastic`
+# (`elastic-causal`) may not read the window it encodes, since its experts are fixed before the
+# window's first item: it builds the query from the user's *older* items, the `memory.context`
+# items before the window, and a user whose whole history fits in the window gets the memory's
+# default slots, the same for everyone. The memory itself, and everything below, is the same in
+# both. Notebook 04 trains ELASTIC on the data; `docs/DESIGN.md` ("Retrieval without the future")
+# gives the reasons for the causal choice.
 
 # %%
 data = tutorial_data()
 split = leave_one_out(data)
 model_config, train_config = default_configs(
-    "elastic", data.num_items, seed=SEED, device=str(device), **MODEL, **TRAIN
+    MODEL_NAME, data.num_items, seed=SEED, device=str(device), **MODEL, **TRAIN
 )
 seed_everything(SEED)
 model = build_model(model_config).to(device).eval()
 memory = model.memory  # the model's ProductKeyMemory
 M = memory.num_slots
-items = pad_left(split.test.histories, model_config.max_len).to(device)  # (b, n) every user
+items = model.prepare(split.test.histories)  # (b, n) every user, as the model reads them
 print(
-    f"{len(items)} users, histories padded to {items.shape[1]} items; memory of M = {M} slots, "
-    f"k = {model_config.experts} experts each"
+    f"{MODEL_NAME}: {len(items)} users, each read as {items.shape[1]} positions (the last "
+    f"{items.shape[1] - 1} items, left-padded, and [MASK]); memory of M = {M} slots, "
+    f"k = {model_config.num_experts} experts each"
 )
 
 
@@ -433,9 +449,9 @@ with torch.no_grad():
     retrieved = {"(a) library: no bias, layer norm": memory(x, pad).slots}
 
     biased = copy.deepcopy(memory)
-    biased.to_query = nn.Linear(model_config.dim, model_config.key_dim, bias=True).to(device)
+    biased.to_query = nn.Linear(model_config.dim, model_config.memory.key_dim, bias=True).to(device)
     biased.to_query.weight.copy_(memory.to_query.weight)
-    beta = torch.randn(model_config.key_dim, generator=gen)
+    beta = torch.randn(model_config.memory.key_dim, generator=gen)
     biased.to_query.bias.copy_(BIAS_NORM * beta / beta.norm())
     normed = copy.deepcopy(biased)  # (c) keeps the layer norm
     biased.query_norm = nn.Identity()  # (b) drops it
@@ -444,7 +460,7 @@ with torch.no_grad():
     qc = normed.query(x, pad)
     centred = qc - qc.mean(dim=0)  # (d) subtract the mean query over users
     retrieved["(d) bias, layer norm, centred"] = product_key_topk(
-        centred, normed.keys1, normed.keys2, memory.experts, memory.candidates
+        centred, normed.keys1, normed.keys2, memory.num_experts, memory.candidates
     )[1]
 
     user_part = (
@@ -457,7 +473,7 @@ stats = {name: usage(s, M) for name, s in retrieved.items()}
 print(f"mean length of the user-dependent part W.pooled: {user_part:.3f}; bias length: {BIAS_NORM}")
 print(
     f"{'query':<32} {'slots used':>10} {'entropy':>8}   (max log M = {math.log(M):.2f}, "
-    f"log k = {math.log(memory.experts):.2f})"
+    f"log k = {math.log(memory.num_experts):.2f})"
 )
 for name, (_, used, ent) in stats.items():
     print(f"{name:<32} {used:>10.1%} {ent:>8.2f}")
@@ -484,10 +500,11 @@ viz.slot_usage(stats["(b) bias, no norm"][0], title="(b) biased, un-normalised q
 # %% [markdown]
 # ### After a little training
 #
-# Now train the same model briefly on the data (random-cut objective, the only one allowed for a
-# model whose experts read the whole history; notebook 04 trains properly) and look at the usage
-# again, through the model's own output: `model.encode(...)` returns an `EncoderOutput` whose `slots`
-# are the retrieved slot ids of every user.
+# Now train the same model briefly on the data (the random-cut objective: a history predicts the
+# item after it; a model whose experts read the whole history may not train on every position,
+# notebook 02; notebook 04 trains properly) and look at the usage again, through the model's own
+# output: `model.encode(...)` returns an `EncoderOutput` whose `slots` are the retrieved slot ids
+# of every user.
 
 # %%
 with torch.no_grad():
@@ -511,7 +528,7 @@ print(f"before training: {used_before:.1%} of slots used, entropy {ent_before:.2
 print(f"after training:  {used_after:.1%} of slots used, entropy {ent_after:.2f} nats")
 print(f"{changed:.0%} of users retrieve a different set of slots after training")
 direction = "more" if ent_after > ent_before else "less"
-shared = memory.experts / M  # what one set of k slots shared by everybody would use
+shared = memory.num_experts / M  # what one set of k slots shared by everybody would use
 print(
     f"training made the usage {direction} even; {used_after:.1%} of slots are used, "
     f"{used_after / shared:.0f} times the {shared:.1%} of a fully collapsed memory"
@@ -530,7 +547,7 @@ with torch.no_grad():
         qt - qt.mean(dim=0),
         model.memory.keys1,
         model.memory.keys2,
-        model.memory.experts,
+        model.memory.num_experts,
         model.memory.candidates,
     )[1]
     cosine = torch.nn.functional.cosine_similarity(qt, qt.mean(dim=0, keepdim=True)).mean()
@@ -543,6 +560,70 @@ print(
 
 # %%
 viz.slot_usage(counts_after, title=f"After {len(fitted.history)} epochs of training")
+
+# %% [markdown]
+# ### Spreading the load: a balance loss
+#
+# Training moves the usage (before and after are printed above), and nothing in the loss so far
+# asks for the slots to be shared. The library has a remedy, off by default: `MemoryConfig(balance=w)`
+# adds w times a load-balancing loss to the training loss (**our decision**, borrowed from
+# mixture-of-experts routing: the Switch Transformer's loss, Fedus et al. 2022, applied to each
+# half of the product key; `elastic_edu.nn.product_keys.subkey_balance`). For one half, with fᵢ the
+# fraction of the batch's users that keep sub-key i among their best c and pᵢ the mean softmax
+# probability of sub-key i over the batch,
+#
+#   balance = (m / c) · Σᵢ fᵢ pᵢ,
+#
+# which is 1 when the users spread evenly over the sub-keys and grows as they crowd onto the same
+# ones; its gradient flows through p (the counts f are constants). It balances the 2m sub-keys
+# that pick the slots, not the M slots themselves.
+#
+# Below, the model trained above (weight 0) next to the same short training, from the same initial
+# weights, with positive weights. Slot usage is measured with the library's
+# `elastic_edu.analysis.slot_counts` and `usage_stats` (the numbers of our `usage` above; the
+# relative entropy divides by log M); the balance term is the loss itself on the evaluated users;
+# the validation NDCG@10 of these short runs is printed beside them as a rough check on accuracy,
+# not as a result.
+
+# %%
+runs = {0.0: (model, fitted)}  # the model trained above: the same settings, balance 0
+for weight in BALANCE_WEIGHTS:
+    config_w, train_w = default_configs(
+        MODEL_NAME, data.num_items, seed=SEED, device=str(device), balance=weight, **MODEL, **TRAIN
+    )
+    seed_everything(SEED)  # the same initial weights as the model above
+    balanced = build_model(config_w).to(device)
+    runs[weight] = (balanced, fit(balanced, split, train_w, progress=False))
+
+usage_by_weight = {}
+print(f"{'balance weight':>14} {'slots used':>10} {'entropy':>8} {'/ log M':>8} {'balance term':>12} "
+      f"{'valid NDCG@10':>13} {'train s':>8}")  # fmt: skip
+for weight, (trained_w, fitted_w) in runs.items():
+    trained_w.eval()
+    counts_w = slot_counts(trained_w, split.test.histories)
+    usage_by_weight[weight] = {**usage_stats(counts_w), "counts": counts_w}
+    with torch.no_grad():
+        term = trained_w.encode(items).balance.item()
+    u = usage_by_weight[weight]
+    print(f"{weight:>14g} {u['fraction_used']:>10.1%} {u['entropy']:>8.2f} "
+          f"{u['relative_entropy']:>8.1%} {term:>12.3f} {fitted_w.best_valid['NDCG@10']:>13.4f} "
+          f"{fitted_w.train_seconds:>8.1f}")  # fmt: skip
+# the library's statistics are those of our hand-written `usage` (the same model, weight 0)
+assert abs(usage_by_weight[0.0]["fraction_used"] - used_after) < 0.01
+assert abs(usage_by_weight[0.0]["entropy"] - ent_after) < 0.05
+strongest = max(BALANCE_WEIGHTS)
+gain = usage_by_weight[strongest]["fraction_used"] / usage_by_weight[0.0]["fraction_used"]
+print(f"balance {strongest:g}: {gain:.1f} times the fraction of slots used without the loss")
+
+# %%
+viz.slot_usage(usage_by_weight[strongest]["counts"], title=f"Balance weight {strongest:g}")
+
+# %% [markdown]
+# Read the table from left to right: a positive weight should raise the fraction of slots used and
+# the entropy, and pull the balance term towards 1; the printed numbers say how far it did in this
+# short run. A memory whose slots all serve somebody is what the paper's "vast interest space"
+# needs; whether the spread pays in accuracy is a question for a full training run (notebook 04
+# and `python -m elastic_edu train --balance ...`), not for three epochs.
 
 # %% [markdown]
 # Slot usage is worth watching on every run: a short run says little about where a long one ends.
@@ -568,7 +649,7 @@ tiny = ProductKeyMemory(**TINY).to(device)
 xs = torch.randn(2, 5, TINY["dim"], device=device)  # 2 users, 5 history items each
 no_pad = torch.zeros(2, 5, dtype=torch.bool, device=device)
 r = tiny(xs, no_pad)
-gates = tiny.experts * r.scores.softmax(-1)  # (b, e), mean 1
+gates = tiny.num_experts * r.scores.softmax(-1)  # (b, e), mean 1
 by_hand = tiny.values.weight[r.slots] * rearrange(gates, "b e -> b e 1")
 torch.testing.assert_close(r.experts, by_hand)
 print("slots per user:", r.slots.tolist())
@@ -705,9 +786,14 @@ ok = check(
 #   centring across users (batch norm) is the other cure. Training moves the usage too (before and
 #   after are printed above, with the centring diagnostic): watch fraction used and entropy on every
 #   run.
+# * A **balance loss** over the sub-keys (`MemoryConfig.balance`) spreads the users over the
+#   memory; the table in section 3 shows how much in a short run, weight by weight.
 # * Retrieval is a hard choice; the **softmax gates** carry gradients to the keys and the query
 #   network, while only the retrieved value rows change.
+# * This notebook's model, `elastic-bidir`, retrieves with the window it reads; the recommended
+#   `elastic` (causal) retrieves with the user's older items (`docs/DESIGN.md`).
 # * **Paper:** a vast memory, sparse retrieval at negligible cost. **Our decision:** product keys
-#   (Lample et al. 2019), the layer-normalised bias-free query, the gates, the memory learning rate.
+#   (Lample et al. 2019), the layer-normalised bias-free query, the gates, the memory learning
+#   rate, the balance loss.
 #
 # Next: notebook 04 trains ELASTIC, its LDA-only ablation and SASRec and compares them.

@@ -21,6 +21,16 @@
 # a live kernel. A saved copy of this notebook stores no widget state (that keeps the file small);
 # instead it shows a screenshot of the inspector and a static copy of the explorer's plot.
 #
+# **Which ELASTIC.** The model here is `elastic`, the form this library recommends: the *causal*
+# ELASTIC (`elastic-causal`, **ours**, `docs/DESIGN.md`). Two things follow for what the inspector
+# shows. Each expert summarises every prefix of the window, so the state at position t reads only
+# items up to t; the aggregate weights drawn are those of the whole window, the summary the last
+# position reads. And the experts are fixed before the window's first item, so the retrieval query
+# is built from the user's *older* items, the ones before the window: a user whose whole history
+# fits in the window has none, and gets the memory's default experts, the same for every such user.
+# (Notebook 03 inspects the memory of `elastic-bidir`, the paper's non-causal reading, whose query
+# reads the window.)
+#
 # **Paper or our decision?** The paper (arXiv 2408.09380, abstract only) states that ELASTIC
 # retrieves a fixed number k of interest experts from a large memory and compresses the history with
 # a linear dispatcher attention (**paper**). Everything inspected here, the weights, the reading of
@@ -32,7 +42,7 @@
 #
 # Every knob and the seed; the cell ends with `setup_notebook(SEED)` (threads, seeds, device,
 # figures: see notebook 00). `ELASTIC_EDU_QUICK=1` (what CI sets, and what the saved outputs show)
-# trains a small model for a few epochs so that the whole notebook runs in under a minute on a
+# trains a small model for a few epochs so that the whole notebook runs in a minute or two on a
 # 2-core CPU: a demonstration whose interests are still blurry. Without it the model is larger
 # and trains to early stopping (minutes).
 
@@ -42,20 +52,21 @@ from elastic_edu.tutorial import quick_mode, setup_notebook
 QUICK = quick_mode()  # CI quick mode, switched on by ELASTIC_EDU_QUICK=1
 SEED = 0
 
+MODEL_NAME = "elastic"  # the recommended form: an alias of elastic-causal
 MODEL = dict(
-    max_len=50,
+    max_len=50,  # N: the window the experts read
     dim=32 if QUICK else 64,
     heads=2,
     layers=2,
     dropout=0.2,
-    experts=8 if QUICK else 16,  # k, trained
+    num_experts=8,  # k, trained (the library's default)
     subkeys=16 if QUICK else 32,  # m: M = m*m memory slots
-    candidates=8 if QUICK else 16,
+    candidates=8,  # c >= k keeps the product-key search exact
     key_dim=32 if QUICK else 64,
+    context=50,  # older items before the window that form the retrieval query
 )
 TRAIN = dict(
     epochs=4 if QUICK else 100,
-    cuts_per_user=6 if QUICK else 8,
     lr=5e-3 if QUICK else 2e-3,
     eval_every=2,
     patience=5,
@@ -78,14 +89,15 @@ import numpy as np
 import plotly.graph_objects as go
 import torch  # noqa: F401 - the exercises' solutions use it
 
-from elastic_edu import viz
-from elastic_edu.data import leave_one_out, pad_left
+from elastic_edu import ModelConfig, viz
+from elastic_edu.checkpoint import load_checkpoint
+from elastic_edu.data import leave_one_out
 from elastic_edu.device import describe_device
 from elastic_edu.experiment import default_configs
 from elastic_edu.metrics import evaluate
-from elastic_edu.models import Popularity, build_model
+from elastic_edu.models import build_model
 from elastic_edu.paths import data_dir
-from elastic_edu.train import fit, load_checkpoint, seed_everything
+from elastic_edu.train import fit, seed_everything
 from elastic_edu.tutorial import check, tutorial_data
 from elastic_edu.widgets import ComplexityExplorer, InterestInspector, inspect_history
 
@@ -104,22 +116,25 @@ print(data.summary(), f"{len(split.test)} users with a held-out item")
 assert len(split.test) > 0
 
 # %% [markdown]
-# The model trains with the random-cut objective (history -> next item), the only one allowed for a
-# model whose experts read the whole history. A model trained earlier by this notebook with the same
-# settings is loaded from `data/checkpoints/` instead of trained again.
+# The causal model trains as SASRec does, with the objective `all`: every position of a window
+# predicts the item after it (its default, `elastic_edu.models.REGISTRY`). A model trained earlier
+# by this notebook with the same settings is loaded from `data/checkpoints/` instead of trained
+# again (`elastic_edu.checkpoint.load_checkpoint` refuses a file made with other settings).
 
 # %%
 model_config, train_config = default_configs(
-    "elastic", data.num_items, seed=SEED, device=str(device), **MODEL, **TRAIN
+    MODEL_NAME, data.num_items, seed=SEED, device=str(device), **MODEL, **TRAIN
 )
+print(f"{MODEL_NAME} = {model_config.model}, objective {train_config.objective}")
 mode = "quick" if QUICK else "full"
-checkpoint = data_dir() / "checkpoints" / f"07_elastic_{data.name}_{mode}_seed{SEED}.pt"
+name = f"07_{model_config.model}_{data.name}_{mode}_seed{SEED}.pt"
+checkpoint = data_dir() / "checkpoints" / name
 model = None
 if USE_CHECKPOINT and checkpoint.exists():
     try:
         model = load_checkpoint(checkpoint, model_config).to(device)
         print(f"loaded the model trained earlier from {checkpoint.name}")
-    except (ValueError, RuntimeError, KeyError) as err:  # other settings or an older layout
+    except ValueError as err:  # CheckpointError: other settings, or not a checkpoint
         print(f"not using {checkpoint.name}: {err}")
 if model is None:
     seed_everything(SEED)
@@ -129,7 +144,8 @@ if model is None:
     print(f"trained {len(fitted.history)} epochs in {fitted.train_seconds:.0f} s on {device}")
 model.eval()
 ndcg = evaluate(model, split.test)["NDCG@10"]
-pop = evaluate(Popularity.from_train(split.train, split.num_items), split.test)["NDCG@10"]
+popularity = build_model(ModelConfig(model="popularity", num_items=data.num_items))
+pop = evaluate(popularity.count(split.train).to(device), split.test)["NDCG@10"]
 print(f"test NDCG@10 {ndcg:.4f}, popularity {pop:.4f} (all items ranked, history not masked)")
 assert np.isfinite(ndcg)
 
@@ -138,16 +154,21 @@ assert np.isfinite(ndcg)
 #
 # Pick a user, then read the inspector top to bottom:
 #
-# * **History** (left): the items the model encodes, oldest first, with titles and genres (or the
-#   planted interest on synthetic data), and the expert each item is assigned to in the chosen layer.
+# * **History** (left): the items of the window the model encodes (the last N of the history),
+#   oldest first, with titles and genres (or the planted interest on synthetic data), and the
+#   expert each item is assigned to in the chosen layer.
 # * **Top 10 recommendations** (right): the best-scoring items the user does not have yet; the
 #   held-out item is highlighted when it is among them, and its rank among all items is given below.
 # * **Retrieved memory slots**: the k slots the user's query retrieved, best first, with their
-#   retrieval scores q·key. The text in each bar names the items whose embeddings have the largest
-#   dot product with the slot's value row (hover for five): this is how a slot reads as an interest.
-#   Colours are experts, the same in every view.
+#   retrieval scores q·key. The query reads the items *before* the window; a user with none gets
+#   the memory's default slots (the same for every such user: counted in the next cell). The text
+#   in each bar names the items whose embeddings have the largest dot product with the slot's value
+#   row (hover for five): this is how a slot reads as an interest. Colours are experts, the same in
+#   every view.
 # * **What each expert reads**: the aggregate weights of one layer and head, one row per retrieved
-#   expert, one column per history item (rows sum to 1).
+#   expert, one column per window item, as the last position sees them (the causal layer's summary
+#   after the whole window). A row sums to at most 1: the rest of the softmax goes to the expert's
+#   own entry, its prior (`docs/DESIGN.md`, causal dispatcher attention, decision 2).
 # * **Expert assignment**: for each history item, the expert it reads most in the dispatch step
 #   (argmax over k); on synthetic data the planted interest is drawn below it for comparison.
 #
@@ -158,6 +179,26 @@ assert np.isfinite(ndcg)
 inspector = InterestInspector(model, data, split, max_k=MAX_K)
 inspector
 
+# %% [markdown]
+# What the last two bullets say, checked on the inspector's current user and on every test user:
+# the aggregate rows' sums, and how many users have no item before the window and therefore share
+# the default slots.
+
+# %%
+rows = np.concatenate([a.sum(axis=-1).ravel() for a in inspector.inspection.aggregate])
+print(f"aggregate rows of user {data.user_ids[inspector.user]} (every layer and head) sum to "
+      f"{rows.min():.3f} .. {rows.max():.3f}")  # fmt: skip
+assert rows.max() <= 1 + 1e-5
+lengths = np.array([len(h) for h in split.test.histories])
+inside = np.flatnonzero(lengths <= model_config.max_len)  # no older item: the default query
+print(
+    f"{len(inside)} of {len(lengths)} test users have at most N = {model_config.max_len} "
+    "items: their query reads no item, and they share the default slots"
+)
+if len(inside) >= 2:
+    a, b = (inspect_history(model, split.test.histories[j]).slots for j in inside[:2])
+    print(f"  e.g. test rows {inside[0]} and {inside[1]}: slots {a.tolist()} and {b.tolist()}")
+    assert np.array_equal(a, b)
 # %% [markdown]
 # A saved copy of this notebook shows no live widget above (it stores no widget state). This is
 # the inspector as it renders in JupyterLab, on the quick-mode model, after choosing another user
@@ -180,7 +221,7 @@ times = {"user": [], "k": [], "layer/head": []}
 for u in options[1 : TIMED_CHANGES + 1]:
     inspector.set_user(u)
     times["user"].append(inspector.last_update_ms)
-for k in [1, 4, 16, 32, model_config.experts][:TIMED_CHANGES]:
+for k in [1, 4, 16, 32, model_config.num_experts][:TIMED_CHANGES]:
     inspector.set_k(k)
     times["k"].append(inspector.last_update_ms)
 for _ in range(TIMED_CHANGES):
@@ -193,14 +234,14 @@ report = ", ".join(f"{name} {ms:.0f} ms" for name, ms in medians.items())
 print(f"median update after a control change on {data.name}, {describe_device(device)}: {report}")
 
 # %% [markdown]
-# A change of user or k runs one forward pass of one history (at most 50 items), finds each slot's
-# nearest items among all items, and rebuilds three small figures; most of the time goes to plotly
-# building and validating the figures, not to the model.
+# A change of user or k runs one forward pass of one history (the window of N items and the older
+# items of the query), finds each slot's nearest items among all items, and rebuilds three small
+# figures; most of the time goes to plotly building and validating the figures, not to the model.
 #
 # ## 3. Retrieving more or fewer experts than trained
 #
 # The model was trained with k experts. Nothing in its layers depends on k: the product-key search
-# can keep any number of slots, and the dispatcher attention reads any number of experts. The
+# can keep any number of slots, and the causal dispatcher attention reads any number of experts. The
 # library's `elastic_edu.widgets.encode_with_experts(model, items, k)` runs the encoder with k slots
 # without changing the model; with the trained k it is exactly `model.encode`. Two things to see:
 #
@@ -215,13 +256,14 @@ user = inspector.user
 j = int(np.flatnonzero(split.test.users == user)[0])
 history, target = split.test.histories[j], int(split.test.targets[j])
 trained = inspect_history(model, history, target=target)
-print(f"user {data.user_ids[user]}, trained k = {model_config.experts}: ", end="")
+print(f"user {data.user_ids[user]}, trained k = {model_config.num_experts}: ", end="")
 print(f"held-out item at rank {trained.target_rank}")
 print(f"{'k':>4} {'first slots':>24} {'top-10 shared with trained k':>30} {'held-out rank':>14}")
-for k in [1, 2, model_config.experts // 2, model_config.experts, 2 * model_config.experts, MAX_K]:
+k_trained = model_config.num_experts
+for k in [1, 2, k_trained // 2, k_trained, 2 * k_trained, MAX_K]:
     other = inspect_history(model, history, k, target=target)
     shared = len(set(other.top) & set(trained.top))
-    n = min(k, model_config.experts)
+    n = min(k, k_trained)
     assert np.array_equal(other.slots[:n], trained.slots[:n])  # exact top k, best first
     print(f"{k:>4} {str(other.slots[:3].tolist()):>24} {shared:>30} {other.target_rank:>14}")
 
@@ -230,16 +272,23 @@ for k in [1, 2, model_config.experts // 2, model_config.experts, 2 * model_confi
 #
 # **paper**: self-attention costs O(N²) time and memory in the history length N, and ELASTIC's
 # linear dispatcher attention is linear in N. **Ours** (`docs/DESIGN.md`): with k experts our layer
-# costs O(N·k) per layer, and the explorer is our way to watch both. It builds two small models (SASRec with the naive
-# attention that materialises the N×N map, and ELASTIC with k = 16 experts), runs one inference
-# forward pass at the N you pick with the slider, and adds the point to the plot: latency (median of
-# a few runs) and **peak tensor memory**, the high-water mark of the bytes held by the tensors the
-# forward pass allocates (`elastic_edu.widgets.PeakMemory`, **our decision**: process-wide memory of
-# a long-lived kernel says little about one forward pass). Points are small and measured on this
+# costs O(N·k) per layer, and the explorer is our way to watch both. It builds two small models
+# (SASRec with the naive attention that materialises the N×N map, and `elastic`, the causal
+# ELASTIC, with the k printed below), runs one inference forward pass at the N you pick with the
+# slider, and adds the point to the plot: latency (median of a few runs, `elastic_edu.profile.time_runs`)
+# and **peak tensor memory**, the high-water mark of the bytes held by the tensors the forward pass
+# allocates (`elastic_edu.profile.PeakMemory`, **our decision**: process-wide memory of a
+# long-lived kernel says little about one forward pass). Points are small and measured on this
 # machine, in this kernel, while you wait; `python -m elastic_edu bench` does the careful study.
 
 # %%
 explorer = ComplexityExplorer(lengths=LENGTHS)
+for label, m in explorer.models.items():
+    c = m.config
+    print(
+        f"{label}: {m.name}, d={c.dim}, {c.layers} layers, "
+        + (f"{c.attention} attention" if c.model == "sasrec" else f"k={c.num_experts} experts")
+    )
 for n in MEASURE_AT:
     explorer.measure(n)  # the slider moves along: it shows the last N measured
 explorer
@@ -280,10 +329,11 @@ assert slopes("peak_mb")["SASRec"] > slopes("peak_mb")["ELASTIC"] + 0.3
 # **Exercise 1.** The strip shows each history item's expert: the argmax over experts of the
 # dispatch weights. Compute it yourself for the user below, in **layer 1, head 0**, at the trained k,
 # from `model.encode(items, return_weights=True).dispatch` (a list over layers of (b, h, n, e)
-# tensors).
+# tensors, n the positions of the window).
 
 # %%
-items = pad_left([history], model_config.max_len).to(device)  # (1, n): the inspected history
+# (1, c + n): the older items, then the window, as the model reads them (one history: no padding)
+items = model.prepare([history])
 assignment = None  # your answer: an (n,) array or tensor of expert indices
 
 expected = trained.assignment(1, 0)
@@ -357,5 +407,8 @@ correct = check("memory ratio", memory_ratio, expected, atol=1e-6, hint=hint)
 #   per layer and head, and the inspector draws exactly those tensors.
 # * The number k of retrieved experts can change at inference: the product-key search stays exact,
 #   but the model was trained with one k, and its recommendations drift away from it.
-# * A control change updates the inspector in well under a second (measured above); the complexity
-#   explorer measures SASRec's quadratic and ELASTIC's linear growth in memory live.
+# * With the causal ELASTIC the aggregate weights are each expert's summary after the whole window,
+#   and the experts come from the items before it: users whose history fits in the window share
+#   the default experts.
+# * A control change updates the inspector in the times printed in section 2; the complexity
+#   explorer measures SASRec's and ELASTIC's growth in latency and memory live (slopes above).
