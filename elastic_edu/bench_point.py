@@ -68,7 +68,8 @@ def parse_label(name: str, ks: list[int]) -> list[Variant]:
     if not matches:
         raise ValueError(f"--models: unknown {name!r}; {_forms()}")
     model = max(matches, key=len)  # elastic-causal-k16 is elastic-causal's, not elastic's
-    spec, suffix = get_spec(model), name[len(model) + 1 :]  # an alias keeps its label
+    spec, suffix = get_spec(model), name[len(model) + 1 :]
+    model = spec.name  # labels name the model measured, never an alias
     if not issubclass(spec.cls, SequentialRecommender) or OBJECTIVE not in spec.objectives:
         raise ValueError(f"--models: {model!r} is not a neural sequence encoder; {_forms()}")
     if "attention" in spec.uses:

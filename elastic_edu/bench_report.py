@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from elastic_edu.models.registry import ALIASES
+
 
 def reference_k(ks: list[int]) -> int:
     """The k that ``lda`` and the summary's ELASTIC reference use: the middle of the sorted ks."""
@@ -72,7 +74,11 @@ def summarise(bench: dict, slope_from: int = 2048, ratio_at=(2048, 4096, 8192)) 
                             "memory": div(a["peak_mb"], b["peak_mb"]),
                             "speedup": div(b["latency_ms"], a["latency_ms"])}  # fmt: skip
     s = bench.get("settings", {})
-    ref = f"elastic-k{reference_k(s['ks'])}" if s.get("ks") else None
+    ref = None
+    if s.get("ks"):  # the recommended ELASTIC at the middle k (files before the registry: elastic)
+        k = reference_k(s["ks"])
+        names = [f"{ALIASES['elastic']}-k{k}", f"elastic-k{k}"]
+        ref = next((x for x in names if x in labels), names[0])
     return {"reference": ref, "slope_from": slope_from, "ratio_at": list(ratio_at),
             "slopes": slopes, "ratios": ratios}  # fmt: skip
 

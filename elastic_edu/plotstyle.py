@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 
@@ -44,9 +45,11 @@ def display_name(key: str) -> str:
     ``valid_NDCG@10`` -> "validation NDCG@10"; unknown keys come back unchanged."""
     if key in NAMES:
         return NAMES[key]
-    for prefix, name in (("elastic-k", "ELASTIC"), ("lda-k", "LDA-only")):
-        if key.startswith(prefix) and key[len(prefix) :].isdigit():
-            return f"{name} (k = {key[len(prefix) :]})"
+    labelled = re.fullmatch(r"(.+)-k(\d+)(\+\w+)?", key)  # bench labels: <model>-k<K>[+tag]
+    if labelled and labelled[1] in NAMES:
+        name, k, tag = labelled[1], labelled[2], labelled[3] or ""
+        inner = NAMES[name][:-1] + ", " if NAMES[name].endswith(")") else NAMES[name] + " ("
+        return f"{inner}k = {k}){' ' + tag[1:] if tag else ''}"
     for prefix, name in (("valid_", "validation "), ("test_", "test ")):
         if key.startswith(prefix):
             return name + key[len(prefix) :]

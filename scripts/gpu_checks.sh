@@ -47,7 +47,7 @@ echo "card: $card, torch $("$PY" -c 'import torch; print(torch.__version__)'), c
 
 LONG=(1024 2048 4096 8192 16384 32768 65536)
 COMMON=(--device cuda --batch 32 --repeats 5 --warmup 2 --timeout 30)
-MODELS=(--models sasrec-sdpa elastic-k32 elastic-causal-k32)
+MODELS=(--models sasrec-sdpa elastic-bidir-k32 elastic-causal-k32)
 
 # bench NAME SHARE ARGS...: one bench run, stopped after SHARE seconds (or what is left)
 bench() {
@@ -82,7 +82,7 @@ bench d256-fp32 110 "${COMMON[@]}" "${MODELS[@]}" --dim 256 --heads 4 --dtype fl
     --modes inference train --lengths "${LONG[@]}"
 bench d256-stream 50 "${COMMON[@]}" --models elastic-causal-k32 --dim 256 --heads 4 \
     --dtype bfloat16 --modes stream --lengths 1024 16384 --timeout 60
-bench d256-compile 110 "${COMMON[@]}" --models sasrec-sdpa elastic-k32 --dim 256 --heads 4 \
+bench d256-compile 110 "${COMMON[@]}" --models sasrec-sdpa elastic-bidir-k32 --dim 256 --heads 4 \
     --dtype bfloat16 --modes inference --lengths 1024 16384 --compile off reduce-overhead
 bench d512-bf16 200 "${COMMON[@]}" "${MODELS[@]}" --dim 512 --heads 8 --dtype bfloat16 \
     --modes inference train --lengths "${LONG[@]}"
