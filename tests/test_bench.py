@@ -32,7 +32,7 @@ def test_cli_end_to_end_writes_valid_json(tmp_path, capsys):
     result = json.loads(out.read_text())
     assert result["machine"]["hostname"] == platform.node()
     assert result["settings"]["objective"] == "cut" and result["device"] == "cpu"
-    labels = ["sasrec-naive", "sasrec-sdpa", "elastic-k4", "lda-k4"]
+    labels = ["sasrec-naive", "sasrec-sdpa", "elastic-causal-k4", "lda-causal-k4"]  # no aliases
     assert result["settings"]["labels"] == labels
     points = result["points"]
     assert [(p["model"], p["n"], p["mode"]) for p in points] == [
@@ -51,7 +51,7 @@ def test_cli_end_to_end_writes_valid_json(tmp_path, capsys):
     # naive attention holds (b, h, n, n) float scores: 4 * 2 * 32 * 32 * 4 bytes at least
     assert at["sasrec-naive", 32, "inference"]["peak_mb"] * 2**20 >= 4 * 2 * 32 * 32 * 4
     printed = capsys.readouterr().out
-    assert "log-log slope" in printed and "elastic-k4" in printed and "[16/16]" in printed
+    assert "log-log slope" in printed and "elastic-causal-k4" in printed and "[16/16]" in printed
 
 
 @pytest.mark.parametrize(
@@ -135,8 +135,8 @@ def test_a_point_failing_for_another_reason_is_an_error_and_the_exit_status_is_1
     argv = ["bench", "--models", "sasrec-sdpa", "lda-k4", "--modes", "inference", *TINY]
     assert cli_main([*argv, "--out", str(out)]) == 1
     status = {(p["model"], p["n"]): p["status"] for p in json.loads(out.read_text())["points"]}
-    assert status == {("sasrec-sdpa", 16): "ok", ("lda-k4", 16): "error",
-                      ("sasrec-sdpa", 32): "ok", ("lda-k4", 32): "error"}  # fmt: skip
+    assert status == {("sasrec-sdpa", 16): "ok", ("lda-causal-k4", 16): "error",
+                      ("sasrec-sdpa", 32): "ok", ("lda-causal-k4", 32): "error"}  # fmt: skip
     assert "boom: a shape bug" in capsys.readouterr().err
     # a worker that dies without a word and was not killed is an error too, not "oom"
     spec = {"settings": {"timeout": 30, "mem_limit_mb": None}, "n": 32, "mode": "inference",

@@ -17,29 +17,31 @@ def labels(names, ks=(16, 32), compiles=("off",)):
 
 
 def test_labels_come_from_the_registry():
-    assert labels(["sasrec-naive", "sasrec", "elastic", "lda-k8"]) == [
-        "sasrec-naive", "sasrec-sdpa", "elastic-k16", "elastic-k32", "lda-k8"]  # fmt: skip
+    assert labels(["sasrec-naive", "sasrec", "elastic", "lda-k8"]) == [  # aliases resolve
+        "sasrec-naive", "sasrec-sdpa", "elastic-causal-k16", "elastic-causal-k32",
+        "lda-causal-k8"]  # fmt: skip
     assert labels(["elastic-causal-k16", "lda-causal", "gru4rec"], ks=[4]) == [
         "elastic-causal-k16", "lda-causal-k4", "gru4rec"]  # fmt: skip
     assert parse_label("elastic-causal-k16", [])[0] == Variant(
         "elastic-causal-k16", "elastic-causal", k=16
     )  # not elastic with a suffix "causal-k16"
     assert parse_label("sasrec-naive", [])[0].attention == "naive"
-    assert labels(["elastic", "elastic-k16"], ks=[16]) == ["elastic-k16"]  # no duplicates
+    assert labels(["elastic", "elastic-causal-k16"], ks=[16]) == ["elastic-causal-k16"]  # once
 
 
 def test_compile_modes_label_each_variant():
-    assert labels(["sasrec-sdpa", "elastic-k8"], compiles=("off", "default")) == [
-        "sasrec-sdpa", "sasrec-sdpa+compile", "elastic-k8", "elastic-k8+compile"]  # fmt: skip
-    v = expand_models(["elastic-k8+cudagraphs"], [], ("off",))
-    assert [(x.label, x.compile) for x in v] == [("elastic-k8+cudagraphs", "reduce-overhead")]
+    assert labels(["sasrec-sdpa", "elastic-bidir-k8"], compiles=("off", "default")) == [
+        "sasrec-sdpa", "sasrec-sdpa+compile", "elastic-bidir-k8",
+        "elastic-bidir-k8+compile"]  # fmt: skip
+    v = expand_models(["elastic-bidir-k8+cudagraphs"], [], ("off",))
+    assert [(x.label, x.compile) for x in v] == [("elastic-bidir-k8+cudagraphs", "reduce-overhead")]
 
 
 @pytest.mark.parametrize(
     ("name", "message"),
     [("transformer", "unknown 'transformer'"), ("popularity", "not a neural sequence encoder"),
      ("elastic-k0", "k=0 must lie in 1..1024"), ("elastic-k2000", "k=2000"),
-     ("elastic-x", "expected elastic-k<K>"), ("sasrec-flash", "back-end 'flash'"),
+     ("elastic-x", "expected elastic-causal-k<K>"), ("sasrec-flash", "back-end 'flash'"),
      ("gru4rec-k4", "takes no suffix"), ("elastic-k8+jit", "unknown suffix +jit")],
 )  # fmt: skip
 def test_bad_labels_are_refused(name, message):
