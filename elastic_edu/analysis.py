@@ -77,6 +77,22 @@ def expert_assignments(model, histories: list[np.ndarray], layer: int = -1) -> l
     return out
 
 
+@torch.no_grad()
+def slot_assignments(model, histories: list[np.ndarray], layer: int = -1) -> list[np.ndarray]:
+    """Each history item's memory slot: the slot of its expert (`expert_assignments`).
+
+    Expert indices rank a user's retrieved slots, so they mean nothing across users; slot ids
+    name the same memory row for every user (models with an interest memory only).
+    """
+    model.eval()
+    out = []
+    for h in histories:
+        kept, enc = _encoded(model, h)
+        summed = reduce(enc.dispatch[layer], "b h n e -> b n e", "sum")
+        out.append(enc.slots[0][summed[0].argmax(-1)][kept].cpu().numpy())
+    return out
+
+
 def assignment_entropy(assignments: list[np.ndarray]) -> dict:
     """How spread each history's expert assignments are, averaged over histories.
 
@@ -97,6 +113,12 @@ def per_user_nmi(assignments: list[np.ndarray], labels: list[np.ndarray]) -> flo
     """
     scores = [nmi(a, lab) for a, lab in zip(assignments, labels) if len(a) > 1]
     return float(np.mean(scores))
+
+
+def shuffled_per_user_nmi(assignments, labels, seed: int = 0) -> float:
+    """`per_user_nmi` after shuffling each history's labels: its chance level."""
+    rng = np.random.default_rng(seed)
+    return per_user_nmi(assignments, [rng.permutation(lab) for lab in labels])
 
 
 @torch.no_grad()

@@ -28,7 +28,14 @@ import numpy as np
 import torch
 
 from elastic_edu import profile
-from elastic_edu.analysis import expert_assignments, nmi, per_user_nmi, shuffled_nmi
+from elastic_edu.analysis import (
+    expert_assignments,
+    nmi,
+    per_user_nmi,
+    shuffled_nmi,
+    shuffled_per_user_nmi,
+    slot_assignments,
+)
 from elastic_edu.config import MemoryConfig, ModelConfig, TrainConfig
 from elastic_edu.curriculum import DistanceCurriculum
 from elastic_edu.data import item_interest_array, leave_one_out, load_sequences, thin_noise
@@ -92,14 +99,21 @@ def planted(args, device) -> dict:
             "nmi": nmi(a, p),
             "nmi_shuffled": shuffled_nmi(a, p),
             "nmi_per_user": per_user_nmi(assign, planted_labels),
+            "nmi_per_user_shuffled": shuffled_per_user_nmi(assign, planted_labels),
             "experts_used": int(len(np.unique(a))),
             "test": evaluate(model, split.test),
             "train_seconds": result.train_seconds,
             "epochs": len(result.history),
         }
+        if hasattr(model, "memory"):  # slot ids name the same memory row for every user
+            slots = np.concatenate(slot_assignments(model, hist))
+            out[model_name]["nmi_slots"] = nmi(slots, p)
+            out[model_name]["nmi_slots_shuffled"] = shuffled_nmi(slots, p)
+        r = out[model_name]
         print(
-            f"planted N={args.planted_len} {model_name}: NMI {out[model_name]['nmi']:.3f} "
-            f"(shuffled {out[model_name]['nmi_shuffled']:.3f})",
+            f"planted N={args.planted_len} {model_name}: NMI by expert {r['nmi']:.3f} (shuffled "
+            f"{r['nmi_shuffled']:.3f}), per user {r['nmi_per_user']:.3f} (shuffled "
+            f"{r['nmi_per_user_shuffled']:.3f}), by slot {r.get('nmi_slots', float('nan')):.3f}",
             flush=True,
         )
     return out

@@ -12,6 +12,8 @@ from elastic_edu.analysis import (
     nmi,
     per_user_nmi,
     shuffled_nmi,
+    shuffled_per_user_nmi,
+    slot_assignments,
     slot_counts,
     usage_stats,
 )
@@ -89,3 +91,20 @@ def test_per_user_nmi_reads_each_history_on_its_own():
     labels = [np.array([3, 3, 7, 7]), np.array([3, 3, 7, 7])]
     assert per_user_nmi(a, labels) == pytest.approx(1.0)
     assert nmi(np.concatenate(a), np.concatenate(labels)) < 1.0  # pooled, the ids disagree
+
+
+def test_slot_assignments_name_each_items_memory_slot(tiny_config):
+    torch.manual_seed(0)
+    model = build_model(tiny_config("elastic-bidir", max_len=12, num_experts=4))
+    hist = [np.arange(1, 8), np.arange(5, 20)]
+    experts, slots = expert_assignments(model, hist), slot_assignments(model, hist)
+    for h, e, s in zip(hist, experts, slots):
+        retrieved = model.encode(model.prepare([h])).slots[0].numpy()
+        np.testing.assert_array_equal(s, retrieved[e])
+
+
+def test_shuffled_per_user_nmi_is_near_chance():
+    rng = np.random.default_rng(0)
+    labels = [rng.integers(0, 4, 400) for _ in range(5)]
+    assert per_user_nmi(labels, labels) == pytest.approx(1.0)
+    assert shuffled_per_user_nmi(labels, labels) < 0.05
