@@ -198,7 +198,7 @@ assert earlier_same and later_changed
 # In quick mode this is a few epochs of a narrow model (the cell prints its time): a
 # demonstration that the pieces work, not SASRec's result. The full run is
 # `python -m elastic_edu train --model sasrec --dataset ml-100k`: the library defaults (d = 64,
-# N = 50, up to 200 epochs with patience 10, at most 15 minutes). Running this notebook without
+# N = 50, up to 200 epochs with patience 20, no time limit). Running this notebook without
 # `ELASTIC_EDU_QUICK` trains exactly that configuration in the next cell. The reported SASRec
 # numbers (the README's Results) come from `results/sasrec-ml-100k-cpu-amd-epyc.json`, made by
 # that command on a 2-core AMD EPYC; this notebook quotes none of them.
