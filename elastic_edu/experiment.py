@@ -151,7 +151,8 @@ def summarise(runs: list[dict], keys=("test", "test_masked")) -> dict:
 
 def format_table(rows: dict[str, dict], metrics=("HR@10", "NDCG@10", "MRR@10")) -> str:
     """A markdown table from {label: summarise(...)} (mean ± standard error over seeds)."""
-    head = ["model", *metrics, *(f"{m} masked" for m in metrics), "epochs", "s/epoch", "seeds"]
+    head = ["model", *metrics, *(f"{m} masked" for m in metrics),
+            "epochs (best)", "s/epoch", "s to best", "seeds"]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, s in rows.items():
         cells = [label]
@@ -160,8 +161,10 @@ def format_table(rows: dict[str, dict], metrics=("HR@10", "NDCG@10", "MRR@10")) 
                 v = s[key][m]
                 se = "" if math.isnan(v["se"]) else f" ± {v['se']:.4f}"
                 cells.append(f"{v['mean']:.4f}{se}")
-        cells.append("-" if not s.get("epochs") else f"{s['epochs']:.0f}")
+        epochs, best = s.get("epochs"), s.get("best_epoch")
+        cells.append("-" if not epochs else f"{epochs:.0f} ({best:.0f})")
         cells.append("-" if not s.get("seconds_per_epoch") else f"{s['seconds_per_epoch']:.1f}")
+        cells.append("-" if not s.get("seconds_to_best") else f"{s['seconds_to_best']:.0f}")
         cells.append(str(s["test"][metrics[0]]["n"]))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -38,11 +38,13 @@ NAMES = {
     "test": "test, all items ranked",
     "test_masked": "test, history masked",
 }
+OBJECTIVES = {"all": "all positions", "cut": "random cuts", "cloze": "cloze"}
 
 
 def display_name(key: str) -> str:
     """A human name for a results key: ``elastic-k32`` -> "ELASTIC (k = 32)",
-    ``valid_NDCG@10`` -> "validation NDCG@10"; unknown keys come back unchanged."""
+    ``elastic-bidir:cloze`` -> "ELASTIC (bidirectional, cloze)", ``valid_NDCG@10`` ->
+    "validation NDCG@10"; unknown keys come back unchanged."""
     if key in NAMES:
         return NAMES[key]
     labelled = re.fullmatch(r"(.+)-k(\d+)(\+\w+)?", key)  # bench labels: <model>-k<K>[+tag]
@@ -50,6 +52,10 @@ def display_name(key: str) -> str:
         name, k, tag = labelled[1], labelled[2], labelled[3] or ""
         inner = NAMES[name][:-1] + ", " if NAMES[name].endswith(")") else NAMES[name] + " ("
         return f"{inner}k = {k}){' ' + tag[1:] if tag else ''}"
+    model, _, objective = key.partition(":")  # compare labels: <model>:<objective>
+    if objective in OBJECTIVES and model in NAMES:
+        inner = NAMES[model][:-1] + ", " if NAMES[model].endswith(")") else NAMES[model] + " ("
+        return f"{inner}{OBJECTIVES[objective]})"
     for prefix, name in (("valid_", "validation "), ("test_", "test ")):
         if key.startswith(prefix):
             return name + key[len(prefix) :]

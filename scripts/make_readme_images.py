@@ -60,6 +60,7 @@ def accuracy(path: Path | None) -> None:
             print("no results/accuracy-ml-100k-*.json: accuracy chart skipped")
             return
         path = found[-1]
+    path = path.resolve()
     table = json.loads(path.read_text())
     means, errors = {}, {}
     for label, by_split in table["summary"].items():

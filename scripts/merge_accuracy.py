@@ -16,6 +16,16 @@ from pathlib import Path
 
 from elastic_edu.experiment import comparison
 from elastic_edu.files import write_json
+from elastic_edu.models import get_spec
+
+# rows in reading order: the baselines, then ELASTIC and its ablation, causal before non-causal
+ORDER = ("popularity", "gru4rec", "sasrec", "elastic-causal", "lda-causal", "elastic-bidir",
+         "lda-bidir")  # fmt: skip
+
+
+def row_order(label: str) -> tuple:
+    name = get_spec(label.partition(":")[0]).name
+    return (ORDER.index(name) if name in ORDER else len(ORDER), label)
 
 
 def main() -> None:
@@ -32,6 +42,7 @@ def main() -> None:
                 seeds = [x["config"]["train"]["seed"] for x in runs.get(label, [])]
                 if r["config"]["train"]["seed"] not in seeds:
                     runs.setdefault(label, []).append(r)
+    runs = {label: runs[label] for label in sorted(runs, key=row_order)}
     seeds = sorted({s for part in parts for s in part["seeds"]})
     merged = comparison(runs, data=parts[0]["data"], dataset=parts[0]["dataset"], seeds=seeds,
                         commands=[part.get("command") for part in parts],

@@ -5,7 +5,8 @@
 Tables: the converged ML-100K comparison (mean ± SE over seeds, epochs, seconds per epoch);
 what the ELASTIC variants retrieve and how many experts a history uses; the paired per-user tests
 of the best ELASTIC against SASRec and GRU4Rec; NDCG@10 by history length; the command line's
-defaults at seed 0 (ELASTIC against SASRec); the planted-interest NMI; the stream bench.
+defaults at seed 0 (ELASTIC against SASRec); the planted-interest NMI; the stream bench; the
+one-seed probes (`results/probe-*.json`) against the same label's seed-0 run.
 """
 
 from __future__ import annotations
@@ -110,6 +111,44 @@ def planted() -> str:
     return "\n".join(rows)
 
 
+# one-seed probes beside the table: results/probe-<name>-ml-100k-cpu-amd-epyc.json ->
+# (the label in the table whose seed-0 run it varies, what changed)
+PROBES = {
+    "lda-bidir-cloze-last0": ("lda-bidir:cloze", "last_prob 0"),
+    "lda-bidir-cloze-last05": ("lda-bidir:cloze", "last_prob 0.5"),
+    "lda-bidir-cloze-patience50": ("lda-bidir:cloze", "patience 50"),
+    "elastic-causal-balance005": ("elastic-causal", "balance 0.05"),
+    "elastic-causal-n200": ("elastic-causal", "max_len 200"),
+}
+
+
+def probes(table: dict) -> str:
+    """Seed-0 probes against the same label's seed-0 run in the table, with NDCG@10 by length."""
+    from elastic_edu.experiment import by_history_length
+
+    rows, head = [], None
+    for probe_name, (label, change) in PROBES.items():
+        name = f"probe-{probe_name}-ml-100k-cpu-amd-epyc.json"
+        if not (RESULTS / name).exists():
+            continue
+        probe = load(name)
+        base = next(r for r in table["runs"][label] if r["config"]["train"]["seed"] == 0)
+        for what, run in ((f"{label} (seed 0, table)", base), (f"{label}, {change}", probe)):
+            slots = run.get("interests", {}).get("slots", {}).get("fraction_used")
+            lengths = by_history_length([run])
+            if head is None:
+                head = ["run", "NDCG@10", "epochs (best)", "slots used",
+                        *(f"NDCG@10, {b} items" for b in lengths)]  # fmt: skip
+            rows.append([what, f"{run['test']['NDCG@10']:.4f}",
+                         f"{len(run['history'])} ({run['best_epoch']})",
+                         "-" if slots is None else f"{100 * slots:.1f}%",
+                         *(f"{v['NDCG@10']:.4f}" for v in lengths.values())])  # fmt: skip
+    if head is None:
+        return "(no probe files)"
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
 def stream() -> str:
     return bench_report.format_stream(
         bench_report.load_results(RESULTS / "bench-cpu-amd-epyc-stream.json")
@@ -122,6 +161,7 @@ def main() -> None:
         ("accuracy", accuracy(table)), ("interests", interests(table)),
         ("paired", paired(table)), ("by history length", by_length(table)),
         ("defaults", defaults()), ("planted", planted()), ("stream", stream()),
+        ("probes", probes(table)),
     ]:  # fmt: skip
         print(f"### {title}\n\n{text}\n")
     print("names:", {k: display_name(k) for k in table["summary"]})

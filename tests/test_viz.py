@@ -64,6 +64,10 @@ def test_display_names_for_results_keys():
     assert viz.display_name("lda-k32") == "LDA-only (k = 32)"
     assert viz.display_name("valid_NDCG@10") == "validation NDCG@10"
     assert viz.display_name("elastic_no_curriculum") == "ELASTIC, no curriculum"
+    assert viz.display_name("elastic-bidir:cloze") == "ELASTIC (bidirectional, cloze)"
+    assert viz.display_name("sasrec:all") == "SASRec, all positions"  # its own name wins
+    assert viz.display_name("gru4rec:cut") == "GRU4Rec (random cuts)"
+    assert viz.display_name("elastic:sideways") == "elastic:sideways"  # unknown objective
     assert viz.display_name("sasrec:cut") == "SASRec, random cuts"
     assert viz.display_name("something else") == "something else"
 
