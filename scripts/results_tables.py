@@ -6,7 +6,8 @@ Tables: the converged ML-100K comparison (mean ± SE over seeds, epochs, seconds
 what the ELASTIC variants retrieve and how many experts a history uses; the paired per-user tests
 of the best ELASTIC against SASRec and GRU4Rec; NDCG@10 by history length; the command line's
 defaults at seed 0 (ELASTIC against SASRec); the planted-interest NMI; the stream bench; the
-one-seed probes (`results/probe-*.json`) against the same label's seed-0 run.
+probes (`results/probe-*.json`, one setting changed) against the same label's runs of the same
+seeds.
 """
 
 from __future__ import annotations
@@ -111,8 +112,8 @@ def planted() -> str:
     return "\n".join(rows)
 
 
-# one-seed probes beside the table: results/probe-<name>-ml-100k-cpu-amd-epyc.json ->
-# (the label in the table whose seed-0 run it varies, what changed)
+# probes beside the table: results/probe-<name>[-seed<S>]-ml-100k-cpu-amd-epyc.json (no suffix:
+# seed 0) -> (the label in the table whose runs of the same seeds it varies, what changed)
 PROBES = {
     "lda-bidir-cloze-last0": ("lda-bidir:cloze", "last_prob 0"),
     "lda-bidir-cloze-last05": ("lda-bidir:cloze", "last_prob 0.5"),
@@ -122,27 +123,44 @@ PROBES = {
 }
 
 
+def probe_runs(name: str) -> dict[int, dict]:
+    """{seed: run} of one probe's files."""
+    runs = {}
+    for seed in range(10):
+        suffix = "" if seed == 0 else f"-seed{seed}"
+        path = RESULTS / f"probe-{name}{suffix}-ml-100k-cpu-amd-epyc.json"
+        if path.exists():
+            runs[seed] = json.loads(path.read_text())
+    return runs
+
+
 def probes(table: dict) -> str:
-    """Seed-0 probes against the same label's seed-0 run in the table, with NDCG@10 by length."""
+    """Each probe against the table's runs of the same label and seeds: test NDCG@10 per seed
+    and its mean, epochs, slot usage and NDCG@10 by history length (pooled over those seeds)."""
     from elastic_edu.experiment import by_history_length
 
     rows, head = [], None
-    for probe_name, (label, change) in PROBES.items():
-        name = f"probe-{probe_name}-ml-100k-cpu-amd-epyc.json"
-        if not (RESULTS / name).exists():
+    for name, (label, change) in PROBES.items():
+        probe = probe_runs(name)
+        if not probe:
             continue
-        probe = load(name)
-        base = next(r for r in table["runs"][label] if r["config"]["train"]["seed"] == 0)
-        for what, run in ((f"{label} (seed 0, table)", base), (f"{label}, {change}", probe)):
-            slots = run.get("interests", {}).get("slots", {}).get("fraction_used")
-            lengths = by_history_length([run])
+        base = {r["config"]["train"]["seed"]: r for r in table["runs"][label]}
+        seeds = sorted(s for s in probe if s in base)
+        for what, runs in ((f"{label} (table)", [base[s] for s in seeds]),
+                           (f"{label}, {change}", [probe[s] for s in seeds])):  # fmt: skip
+            ndcg = [r["test"]["NDCG@10"] for r in runs]
+            slots = [r.get("interests", {}).get("slots", {}).get("fraction_used") for r in runs]
+            lengths = by_history_length(runs)
             if head is None:
-                head = ["run", "NDCG@10", "epochs (best)", "slots used",
-                        *(f"NDCG@10, {b} items" for b in lengths)]  # fmt: skip
-            rows.append([what, f"{run['test']['NDCG@10']:.4f}",
-                         f"{len(run['history'])} ({run['best_epoch']})",
-                         "-" if slots is None else f"{100 * slots:.1f}%",
-                         *(f"{v['NDCG@10']:.4f}" for v in lengths.values())])  # fmt: skip
+                head = ["run", "seeds", "NDCG@10 per seed", "mean", "epochs (best)",
+                        "slots used", *(f"{b} items" for b in lengths)]  # fmt: skip
+            rows.append([
+                what, " ".join(map(str, seeds)), " ".join(f"{v:.4f}" for v in ndcg),
+                f"{np.mean(ndcg):.4f}",
+                " ".join(f"{len(r['history'])} ({r['best_epoch']})" for r in runs),
+                "-" if None in slots else f"{100 * np.mean(slots):.1f}%",
+                *(f"{v['NDCG@10']:.4f}" for v in lengths.values()),
+            ])  # fmt: skip
     if head is None:
         return "(no probe files)"
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
