@@ -41,6 +41,12 @@ NAMES = {
 OBJECTIVES = {"all": "all positions", "cut": "random cuts", "cloze": "cloze"}
 
 
+def _qualified(name: str, detail: str) -> str:
+    """A name with a detail in brackets: ("ELASTIC (causal)", "k = 8") -> "ELASTIC (causal,
+    k = 8)", ("GRU4Rec", "cloze") -> "GRU4Rec (cloze)"."""
+    return f"{name[:-1]}, {detail})" if name.endswith(")") else f"{name} ({detail})"
+
+
 def display_name(key: str) -> str:
     """A human name for a results key: ``elastic-k32`` -> "ELASTIC (k = 32)",
     ``elastic-bidir:cloze`` -> "ELASTIC (bidirectional, cloze)", ``valid_NDCG@10`` ->
@@ -50,12 +56,10 @@ def display_name(key: str) -> str:
     labelled = re.fullmatch(r"(.+)-k(\d+)(\+\w+)?", key)  # bench labels: <model>-k<K>[+tag]
     if labelled and labelled[1] in NAMES:
         name, k, tag = labelled[1], labelled[2], labelled[3] or ""
-        inner = NAMES[name][:-1] + ", " if NAMES[name].endswith(")") else NAMES[name] + " ("
-        return f"{inner}k = {k}){' ' + tag[1:] if tag else ''}"
+        return _qualified(NAMES[name], f"k = {k}") + (" " + tag[1:] if tag else "")
     model, _, objective = key.partition(":")  # compare labels: <model>:<objective>
     if objective in OBJECTIVES and model in NAMES:
-        inner = NAMES[model][:-1] + ", " if NAMES[model].endswith(")") else NAMES[model] + " ("
-        return f"{inner}{OBJECTIVES[objective]})"
+        return _qualified(NAMES[model], OBJECTIVES[objective])
     for prefix, name in (("valid_", "validation "), ("test_", "test ")):
         if key.startswith(prefix):
             return name + key[len(prefix) :]

@@ -157,20 +157,20 @@ pad = torch.zeros(TOY_BATCH, TOY_LEN, dtype=torch.bool)
 pad[1, :3] = True  # user 1 has three padding positions on the left
 
 
-def aggregate_weights_of(layer):
-    p = layer.aggregate_proj
+def weights_of(proj, heads):
+    """The keyword arguments of `aggregate` / `dispatch` from a layer's projection module."""
     return dict(
-        w_q=p.to_q.weight,
-        w_kv=p.to_kv.weight,
-        w_out=p.to_out.weight,
-        b_out=p.to_out.bias,
-        heads=layer.heads,
+        w_q=proj.to_q.weight,
+        w_kv=proj.to_kv.weight,
+        w_out=proj.to_out.weight,
+        b_out=proj.to_out.bias,
+        heads=heads,
     )
 
 
 with torch.no_grad():
     ours64, ours64_w = aggregate(
-        x.double(), experts.double(), pad, **aggregate_weights_of(layer.double())
+        x.double(), experts.double(), pad, **weights_of(layer.double().aggregate_proj, layer.heads)
     )
     loop_out, loop_w = reference.aggregate_reference(layer, x, experts, pad)
     layer.float()
@@ -187,7 +187,7 @@ print("hand-built aggregate == float64 loop reference; padding gets weight 0")
 # %%
 # NBVAL_CHECK_OUTPUT
 with torch.no_grad():
-    ours, ours_w = aggregate(x, experts, pad, **aggregate_weights_of(layer))
+    ours, ours_w = aggregate(x, experts, pad, **weights_of(layer.aggregate_proj, layer.heads))
     lib, lib_w = layer.aggregate(x, experts, pad, return_weights=True)
     fused, _ = layer.aggregate(x, experts, pad)
 torch.testing.assert_close(ours, lib)
@@ -219,24 +219,15 @@ def dispatch(x, experts, w_q, w_kv, w_out, b_out, heads):
     return einsum(out, w_out, "b n d, o d -> b n o") + b_out, weights
 
 
-def dispatch_weights_of(layer):
-    p = layer.dispatch_proj
-    return dict(
-        w_q=p.to_q.weight,
-        w_kv=p.to_kv.weight,
-        w_out=p.to_out.weight,
-        b_out=p.to_out.bias,
-        heads=layer.heads,
-    )
-
-
 # %%
 # NBVAL_CHECK_OUTPUT
 with torch.no_grad():
-    ours64, ours64_w = dispatch(x.double(), experts.double(), **dispatch_weights_of(layer.double()))
+    ours64, ours64_w = dispatch(
+        x.double(), experts.double(), **weights_of(layer.double().dispatch_proj, layer.heads)
+    )
     loop_out, loop_w = reference.dispatch_reference(layer, x, experts)
     layer.float()
-    ours, ours_w = dispatch(x, experts, **dispatch_weights_of(layer))
+    ours, ours_w = dispatch(x, experts, **weights_of(layer.dispatch_proj, layer.heads))
     lib, lib_w = layer.dispatch(x, experts, return_weights=True)
     fused, _ = layer.dispatch(x, experts)
 torch.testing.assert_close(ours64, loop_out)
@@ -262,9 +253,11 @@ print("each position's weights over the experts sum to 1")
 def lda_layer(layer, x, experts, pad):
     """One dispatcher attention layer from the two hand-built steps."""
     h = layer.norm_x(x)  # the history, normalised once, read by both steps
-    a, _ = aggregate(h, layer.norm_e1(experts), pad, **aggregate_weights_of(layer))
+    a, _ = aggregate(
+        h, layer.norm_e1(experts), pad, **weights_of(layer.aggregate_proj, layer.heads)
+    )
     experts = experts + a  # E <- E + out(E')
-    d, _ = dispatch(h, layer.norm_e2(experts), **dispatch_weights_of(layer))
+    d, _ = dispatch(h, layer.norm_e2(experts), **weights_of(layer.dispatch_proj, layer.heads))
     return x + d, experts  # X <- X + out(X')
 
 
