@@ -112,6 +112,14 @@ def context(device: torch.device) -> Context:
     if size <= 1:
         return Context(device=device)
     if not dist.is_initialized():
+        # DDP imports torch.distributed.nn, whose functions take `group=group.WORLD` as a
+        # default argument: imported after the group exists, they hold it for good, so
+        # destroy_process_group cannot free it, and its communication threads are torn down
+        # at interpreter exit, which now and then aborts the process ("terminate called
+        # without an active exception") after the results are written. Imported first,
+        # the defaults are None.
+        import torch.distributed.nn  # noqa: F401
+
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend=backend)
     rank = dist.get_rank()
@@ -125,7 +133,8 @@ def shutdown() -> None:
     """End the process group, if this process started one, once every rank gets here.
 
     The barrier keeps the other ranks alive while rank 0 evaluates and writes the results:
-    a rank that left first made torchrun stop the whole job, rank 0 included.
+    a rank that left first made torchrun stop the whole job, rank 0 included. Once the group
+    is destroyed its communication threads end here, not at interpreter exit (see `context`).
     """
     if dist.is_available() and dist.is_initialized():
         try:

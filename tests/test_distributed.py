@@ -91,6 +91,15 @@ def _worker(rank: int, port: int, data: str, out: str, everything: bool) -> None
                         "is_main": fitted.is_main}, out / f"{name}-{rank}.pt")  # fmt: skip
     finally:
         distributed.shutdown()
+        (out / f"threads-{rank}.txt").write_text("\n".join(_thread_names()))
+
+
+def _thread_names() -> list[str]:
+    """The names of this process's threads (Linux), C++ ones included."""
+    tasks = Path("/proc/self/task")
+    if not tasks.is_dir():
+        return ["(no /proc on this system)"]
+    return sorted((task / "comm").read_text().strip() for task in tasks.iterdir())
 
 
 def _diverge(split, rank: int, ranks: list[int], name: str, out: Path) -> None:
@@ -196,6 +205,17 @@ def test_two_epochs_equal_one_epoch_and_a_resume(runs):
         assert torch.equal(v, resumed["state"][k]), k
     last = torch.load(runs[0] / "c.last.pt", weights_only=True)
     assert len(last["rng"]["torch_ranks"]) == WORLD
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads /proc (Linux)")
+def test_shutdown_ends_the_communication_threads(runs):
+    """After `distributed.shutdown` no gloo thread is left for interpreter exit to tear down
+    (where it now and then aborted a finished run). DDP's import of torch.distributed.nn
+    after the group existed kept the group alive: see `distributed.context`."""
+    for run in runs:
+        for rank in range(WORLD):
+            names = (run / f"threads-{rank}.txt").read_text().split()
+            assert not [n for n in names if "gloo" in n], (run.name, rank, names)
 
 
 def test_divergence_on_one_rank_stops_every_rank(runs):
