@@ -69,12 +69,14 @@ def expert_assignments(model, histories: list[np.ndarray], layer: int = -1) -> l
     Returns one int array per history (its last items as the model encodes them, unpadded).
     """
     model.eval()
-    out = []
-    for h in histories:
-        kept, enc = _encoded(model, h)
-        summed = reduce(enc.dispatch[layer], "b h n e -> b n e", "sum")
-        out.append(summed[0].argmax(-1)[kept].cpu().numpy())
-    return out
+    return [_experts(model, h, layer)[0].cpu().numpy() for h in histories]
+
+
+def _experts(model, history: np.ndarray, layer: int):
+    """(each kept item's expert index (n,), the encoding): see `expert_assignments`."""
+    kept, enc = _encoded(model, history)
+    summed = reduce(enc.dispatch[layer], "b h n e -> b n e", "sum")
+    return summed[0].argmax(-1)[kept], enc
 
 
 @torch.no_grad()
@@ -87,9 +89,8 @@ def slot_assignments(model, histories: list[np.ndarray], layer: int = -1) -> lis
     model.eval()
     out = []
     for h in histories:
-        kept, enc = _encoded(model, h)
-        summed = reduce(enc.dispatch[layer], "b h n e -> b n e", "sum")
-        out.append(enc.slots[0][summed[0].argmax(-1)][kept].cpu().numpy())
+        experts, enc = _experts(model, h, layer)
+        out.append(enc.slots[0][experts].cpu().numpy())
     return out
 
 
