@@ -7,7 +7,8 @@ d, so they do not change the count), one layer's attention costs
 
     self-attention (SASRec)               8 b n d^2 + 4 b n^2 d          quadratic in n
     dispatcher attention (ELASTIC, LDA)   8 b n d^2 + 8 b k d^2 + 8 b n k d          linear in n
-    causal dispatcher attention          10 b n d^2 + 8 b k d^2 + 8 b n k d + 2 b k d (h + 1)
+    causal dispatcher attention          10 b n d^2 + 8 b k d^2 + 10 b n k d + 4 b n C (d + h k)
+                                         + smaller terms (chunks of C <= 32 positions)
 
 and every block adds a feed-forward of 16 b n d^2 (d -> 4d -> d). A contraction over an axis of
 size 1 runs as an element-wise product, which the counter leaves out. `encoder_flops` adds them up
@@ -23,6 +24,8 @@ from collections.abc import Callable
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
+
+from elastic_edu.nn.chunkwise import chunk_size
 
 
 def self_attention_flops(b: int, n: int, d: int) -> int:
@@ -45,14 +48,29 @@ def dispatcher_flops(b: int, n: int, k: int, d: int) -> int:
 
 
 def causal_dispatcher_flops(b: int, n: int, k: int, d: int, heads: int) -> int:
-    """One causal dispatcher layer: 10 b n d^2 + 8 b k d^2 + 8 b n k d + 2 b k d (h + 1).
+    """One causal dispatcher layer, computed chunk by chunk (`elastic_edu.nn.chunkwise`):
 
-    history keys and values 4 b n d^2, dispatch queries and gates 4 b n d^2, outputs 2 b n d^2;
-    expert queries, own keys and values, dispatch keys 8 b k d^2; recency rates 2 b k d h and own
-    scores 2 b k d; item scores, route . key, gate . summary and the weighted read 8 b n k d
-    (the prefix sums are element-wise).
+        10 b n d^2 + 8 b k d^2 + 2 b k d (h + 1)       projections
+      + 10 b n' k d + 2 b n' k h                       scores, route . key, chunk sums, reads
+      + 4 b n' C (d + h k)                             the masked C x C products inside chunks
+
+    history keys, values, routes and gates 8 b n d^2, outputs 2 b n d^2; expert queries, own
+    keys and values, dispatch keys 8 b k d^2, recency rates 2 b k d h, own scores 2 b k d. With
+    chunks of C = chunk_size(n) positions and n' = the window rounded up to whole chunks: content
+    scores, route . key, the gate against the carried states, and the read of the carried states
+    2 b n' k d each; the chunk sums of the values and their normaliser 2 b n' k (d + h); per chunk
+    g v^T and (P u^T) v 2 b n' C d each, (g v^T) u and P u^T 2 b n' C h k each. Linear in n for a
+    fixed C; inference on windows longer than SLICE runs in slices, which may round n' otherwise.
     """
-    return 10 * b * n * d * d + 8 * b * k * d * d + 8 * b * n * k * d + 2 * b * k * d * (heads + 1)
+    size = chunk_size(n)
+    padded = math.ceil(n / size) * size
+    projections = 10 * b * n * d * d + 8 * b * k * d * d + 2 * b * k * d * (heads + 1)
+    return (
+        projections
+        + 10 * b * padded * k * d
+        + 2 * b * padded * k * heads
+        + (4 * b * padded * size * (d + heads * k))
+    )
 
 
 def feedforward_flops(b: int, n: int, d: int, mult: int = 4) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 import torch
-from einops import repeat
+from einops import einsum, rearrange, repeat
 from torch import nn
 
 from elastic_edu.nn.attention import CausalSelfAttention
@@ -226,3 +226,44 @@ def causal_dispatcher_reference(
                     out = out + exps[e] / total * summaries[e]
                 merged[b, t, cols] = out
     return _linear(attn.to_out, merged), dispatch
+
+
+def prefix_softmax_average(
+    scores: torch.Tensor,
+    values: torch.Tensor,
+    own_score: torch.Tensor,
+    own_value: torch.Tensor,
+) -> torch.Tensor:
+    """Every prefix's softmax average, materialised: A (b, h, n, e, d).
+
+    scores (b, h, e, n), -inf at padding; values (b, h, n, d); own_score (b, h, e) and
+    own_value (b, h, e, d), each expert's own entry, part of every prefix:
+    A[:, :, t, e] = sum over {own} and {s <= t} of softmax(score) * value, as running sums
+    of exp(score - top) with one reference `top` per expert. The readable form that the chunked
+    layer avoids (n e d numbers per head); use float64 and moderate score spreads.
+    """
+    top = torch.maximum(scores.amax(dim=-1), own_score)  # (b, h, e)
+    w = rearrange(torch.exp(scores - top[..., None]), "b h e n -> b h n e")
+    w_own = torch.exp(own_score - top)  # (b, h, e)
+    num = einsum(w, values, "b h n e, b h n d -> b h n e d").cumsum(dim=2)
+    num = num + rearrange(w_own[..., None] * own_value, "b h e d -> b h 1 e d")
+    den = w.cumsum(dim=2) + rearrange(w_own, "b h e -> b h 1 e")
+    return num / den[..., None]
+
+
+def causal_dispatcher_materialised(
+    attn: CausalDispatcherAttention, x: torch.Tensor, experts: torch.Tensor, pad: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`CausalDispatcherAttention` computed the plain way: every summary A_e(t) formed with
+    `prefix_softmax_average`, then each position reads them (`attn.read`). Vectorised, so it
+    runs at lengths the loop reference cannot; costs n e d numbers per head.
+    x (b, n, d), experts (b, e, d) normalised, pad (b, n) -> out (b, n, d), dispatch (b, h, n, e).
+    """
+    terms = attn.expert_terms(experts)
+    k, v = rearrange(attn.to_kv(x), "b n (two h d) -> two b h n d", two=2, h=attn.heads)
+    time = (~pad).cumsum(dim=1).to(x.dtype)
+    scores = einsum(terms.query, k, "b h e d, b h n d -> b h e n") * k.shape[-1] ** -0.5
+    scores = scores + einsum(terms.rate, time, "b h e, b n -> b h e n")
+    scores = scores.masked_fill(rearrange(pad, "b n -> b 1 1 n"), float("-inf"))
+    summary = prefix_softmax_average(scores, v, terms.own_score, terms.own_value)
+    return attn.read(x, terms, summary)

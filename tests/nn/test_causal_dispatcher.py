@@ -1,4 +1,5 @@
-"""Causal dispatcher attention: the loop reference, causality, the running sums, linear cost."""
+"""Causal dispatcher attention (the layer): the loop reference, causality, streaming, linear
+cost. The chunkwise kernel itself is tested in tests/nn/test_chunkwise.py."""
 
 from __future__ import annotations
 
@@ -6,12 +7,8 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from elastic_edu.nn.causal_dispatcher import (
-    CausalDispatcherAttention,
-    CausalDispatcherBlock,
-    prefix_softmax_average,
-)
-from elastic_edu.nn.reference import causal_dispatcher_reference
+from elastic_edu.nn.causal_dispatcher import CausalDispatcherAttention, CausalDispatcherBlock
+from elastic_edu.nn.reference import causal_dispatcher_reference, prefix_softmax_average
 
 
 def layer(dim=8, heads=2, seed=0, rate_spread=0.5) -> CausalDispatcherAttention:
@@ -70,40 +67,6 @@ def test_padding_is_never_read():
     torch.testing.assert_close(attn(x, experts, pad).x[~pad], attn(noisy, experts, pad).x[~pad])
 
 
-def test_prefix_average_equals_softmax_of_each_prefix():
-    g = torch.Generator().manual_seed(0)
-    scores = torch.randn(2, 2, 3, 5, generator=g, dtype=torch.float64)
-    values = torch.randn(2, 2, 5, 4, generator=g, dtype=torch.float64)
-    own_s = torch.randn(2, 2, 3, generator=g, dtype=torch.float64)
-    own_v = torch.randn(2, 2, 3, 4, generator=g, dtype=torch.float64)
-    out = prefix_softmax_average(scores, values, own_s, own_v)
-    for t in range(5):
-        s = torch.cat([own_s[..., None], scores[..., : t + 1]], dim=-1).softmax(-1)
-        v = torch.cat([own_v[:, :, :, None], values[:, :, None, : t + 1].expand(-1, -1, 3, -1, -1)],
-                      dim=3)  # fmt: skip
-        expected = (s[..., None] * v).sum(dim=3)
-        torch.testing.assert_close(out[:, :, t], expected)
-
-
-def test_prefix_average_survives_scores_far_apart():
-    """Scores spread over 300 would underflow exp() in float32 without the float64 fallback."""
-    scores = torch.tensor([[[[-300.0, -299.0, 0.0]]]])
-    values = torch.tensor([[[[1.0], [3.0], [5.0]]]])
-    out = prefix_softmax_average(
-        scores, values, torch.tensor([[[-400.0]]]), torch.zeros(1, 1, 1, 1)
-    )
-    first = torch.tensor([-400.0, -300.0]).double().softmax(0)[1] * 1.0
-    assert torch.isfinite(out).all()
-    torch.testing.assert_close(out[0, 0, 0, 0, 0].double(), first, rtol=1e-5, atol=1e-6)
-
-
-def test_prefix_average_refuses_what_even_float64_cannot_hold():
-    scores = torch.tensor([[[[-3000.0, 0.0]]]])
-    with pytest.raises(FloatingPointError, match="diverged"):
-        prefix_softmax_average(scores, torch.ones(1, 1, 2, 1), torch.tensor([[[-4000.0]]]),
-                               torch.zeros(1, 1, 1, 1))  # fmt: skip
-
-
 def test_event_by_event_equals_the_whole_window():
     torch.manual_seed(0)
     block = CausalDispatcherBlock(8, 2).double().eval()
@@ -148,53 +111,41 @@ def test_flops_grow_with_experts_not_with_their_square():
     assert 1.0 < ratio < 2.0  # projections of the history do not depend on k
 
 
-def test_prefix_average_gradients_match_autograd_of_the_plain_lines():
-    from elastic_edu.nn.causal_dispatcher import PrefixAverage
-
-    g = torch.Generator().manual_seed(4)
-    w = torch.rand(2, 2, 5, 3, generator=g, dtype=torch.float64, requires_grad=True)
-    w_own = torch.rand(2, 2, 3, generator=g, dtype=torch.float64, requires_grad=True)
-    values = torch.randn(2, 2, 5, 4, generator=g, dtype=torch.float64, requires_grad=True)
-    own = torch.randn(2, 2, 3, 4, generator=g, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(PrefixAverage.apply, (w, w_own, values, own))
-
-    def plain(w, w_own, values, own):
-        num = w[..., None] * values[:, :, :, None]
-        num = torch.cat([num[:, :, :1] + (w_own[..., None] * own)[:, :, None], num[:, :, 1:]], 2)
-        return num.cumsum(dim=2) / (w.cumsum(dim=2) + w_own[:, :, None])[..., None]
-
-    weights = torch.randn(2, 2, 5, 3, 4, generator=g, dtype=torch.float64)
-    fast = torch.autograd.grad((PrefixAverage.apply(w, w_own, values, own) * weights).sum(),
-                               (w, w_own, values, own))  # fmt: skip
-    slow = torch.autograd.grad((plain(w, w_own, values, own) * weights).sum(),
-                               (w, w_own, values, own))  # fmt: skip
-    for a, b in zip(fast, slow):
-        torch.testing.assert_close(a, b)
+def test_prefix_average_equals_softmax_of_each_prefix():
+    """The readable reference the tests and notebook 02 use: one softmax per prefix."""
+    g = torch.Generator().manual_seed(0)
+    scores = torch.randn(2, 2, 3, 5, generator=g, dtype=torch.float64)
+    values = torch.randn(2, 2, 5, 4, generator=g, dtype=torch.float64)
+    own_s = torch.randn(2, 2, 3, generator=g, dtype=torch.float64)
+    own_v = torch.randn(2, 2, 3, 4, generator=g, dtype=torch.float64)
+    out = prefix_softmax_average(scores, values, own_s, own_v)
+    for t in range(5):
+        s = torch.cat([own_s[..., None], scores[..., : t + 1]], dim=-1).softmax(-1)
+        v = torch.cat([own_v[:, :, :, None], values[:, :, None, : t + 1].expand(-1, -1, 3, -1, -1)],
+                      dim=3)  # fmt: skip
+        expected = (s[..., None] * v).sum(dim=3)
+        torch.testing.assert_close(out[:, :, t], expected)
 
 
-def test_long_windows_with_steep_recency_stay_finite_and_exact():
-    """Recency spreads a window's scores by rate * n: 2 * 300 = 600, far beyond float32's exp()
-    range. The chunked sums keep every prefix exact, and so do their gradients."""
-    n = 300
-    scores = (2.0 * torch.arange(1, n + 1, dtype=torch.float32)).reshape(1, 1, 1, n)
-    values = torch.randn(1, 1, n, 2, requires_grad=True)
-    own_v = torch.zeros(1, 1, 1, 2)
-    out = prefix_softmax_average(scores, values, torch.zeros(1, 1, 1), own_v)
-    exact = []
-    for t in range(n):
-        w = torch.cat([torch.zeros(1), scores[0, 0, 0, : t + 1]]).double().softmax(0)
-        v = torch.cat([own_v[0, 0], values[0, 0, : t + 1].detach()]).double()
-        exact.append(w @ v)
-    torch.testing.assert_close(out[0, 0, :, 0].double(), torch.stack(exact), rtol=1e-5, atol=1e-5)
-    out.sum().backward()
-    assert torch.isfinite(values.grad).all()
-
-
-def test_windows_longer_than_a_chunk_match_the_reference():
-    from elastic_edu.nn.causal_dispatcher import CHUNK
+def test_windows_longer_than_a_chunk_match_the_loop_reference():
+    from elastic_edu.nn.chunkwise import CHUNK
 
     attn = layer(rate_spread=2.0)
-    x, experts, pad = inputs(b=2, n=CHUNK + 9, e=2)
+    x, experts, pad = inputs(b=2, n=2 * CHUNK + 9, e=2)
     pad[1, :5] = True
     ref, _ = causal_dispatcher_reference(attn, x, experts, pad)
     torch.testing.assert_close(attn(x, experts, pad).x[~pad], ref[~pad], rtol=1e-10, atol=1e-10)
+
+
+def test_inference_in_slices_equals_training_mode_on_the_whole_window(monkeypatch):
+    """Without autograd a long window runs in slices that carry their state: same outputs."""
+    import elastic_edu.nn.causal_dispatcher as module
+
+    monkeypatch.setattr(module, "SLICE", 40)
+    attn = layer(rate_spread=1.0)
+    x, experts, pad = inputs(b=3, n=131, e=4)
+    pad[0, :90] = True  # a history that starts in the third slice
+    with torch.no_grad():
+        sliced = attn(x, experts, pad).x
+        whole = attn(x, experts, pad, return_weights=True).x  # weights: one pass, no slices
+    torch.testing.assert_close(sliced[~pad], whole[~pad], rtol=1e-12, atol=1e-12)
