@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from elastic_edu import bench_report
+from elastic_edu import bench_report, profile
 from elastic_edu.bench_point import is_oom, point_flops, run_point
 from elastic_edu.bench_settings import Formatter, add_options, check_settings, settings_from_args
 from elastic_edu.device import choose_device, describe_device
@@ -124,6 +124,11 @@ def run_bench(s: dict, out: str | None = None, log=print) -> dict:
         "created": datetime.datetime.now().isoformat(timespec="seconds"),
         "settings": {**s, "labels": [v.label for v in variants]}, "points": [],
     }  # fmt: skip
+    if device.type == "cpu":  # what the achieved GFLOP/s are read against (bench_report)
+        torch.set_num_threads(s["threads"])
+        bench["peak"] = {"matmul_gflops": profile.matmul_rate(device),
+                         "matmul": "2048 x 2048 float32 product, median of 5, same threads",
+                         "theoretical": profile.theoretical_peak(s["threads"])}  # fmt: skip
     ctx = None
     if device.type == "cpu":
         ctx = mp.get_context(START_METHOD)
@@ -184,6 +189,8 @@ def run_settings(s: dict) -> int:
           f"batch {s['batch']}, {s['dtype']}, d={s['dim']}, {s['layers']} layers")  # fmt: skip
     bench = run_bench(s, out=s["out"], log=lambda line: print(line, flush=True))
     print("\n" + bench_report.format_summary(bench_report.summarise(bench)))
+    if bench.get("peak"):
+        print("\n" + bench_report.format_efficiency(bench, at=s["lengths"][-1:]))
     if any(p["mode"] == "stream" for p in bench["points"]):
         print("\n" + bench_report.format_stream(bench))
     if s["out"]:

@@ -169,6 +169,43 @@ def format_stream(bench: dict) -> str:
     return "\n".join(lines)
 
 
+def efficiency(bench: dict) -> list[dict]:
+    """Achieved GFLOP/s of every ok point (counted FLOPs / latency) and its share of the CPU's
+    peak: the measured square matrix product and the formula (`elastic_edu.profile`), when the
+    file has them (`bench["peak"]`, CPU files from this commit on)."""
+    peak = bench.get("peak") or {}
+    measured = peak.get("matmul_gflops")
+    theory = (peak.get("theoretical") or {}).get("gflops")
+    rows = []
+    for p in bench["points"]:
+        if p["status"] != "ok" or not p.get("flops") or p["mode"] == "stream":
+            continue
+        rate = p["flops"] / (p["latency_ms"] / 1e3) / 1e9
+        rows.append({"model": p["model"], "mode": p["mode"], "n": p["n"], "batch": p["batch"],
+                     "gflops": rate, "of_matmul": rate / measured if measured else None,
+                     "of_theoretical": rate / theory if theory else None})  # fmt: skip
+    return rows
+
+
+def format_efficiency(bench: dict, at=(8192,)) -> str:
+    """Lines of achieved GFLOP/s at the N in `at`, with the share of each peak."""
+    peak = bench.get("peak") or {}
+    theory = peak.get("theoretical") or {}
+    head = (
+        f"achieved GFLOP/s (counted matrix-product FLOPs / latency); peak: square matmul "
+        f"{peak.get('matmul_gflops', float('nan')):.0f} GFLOP/s measured, "
+        f"{theory.get('gflops', float('nan')):.0f} by formula ({theory.get('formula', '-')})"
+    )
+    lines = [head]
+    for r in efficiency(bench):
+        if r["n"] in at:
+            share = lambda x: "-" if x is None else f"{100 * x:.0f}%"  # noqa: E731
+            lines.append(f"{r['model']:<20} {r['mode']:<10} n={r['n']:<6} {r['gflops']:7.1f} "
+                         f"GFLOP/s  {share(r['of_matmul'])} of matmul, "
+                         f"{share(r['of_theoretical'])} of formula")  # fmt: skip
+    return "\n".join(lines)
+
+
 def format_summary(summary: dict) -> str:
     """The printed table: slopes, then speed-up and memory share against each SASRec."""
     f = lambda x, spec, unit="": (

@@ -121,6 +121,8 @@ class TrainConfig:
     last_prob: float = _opt(0.1, "cloze: fraction of windows that mask only their last item")
     epochs: int = _opt(200, "most epochs (early stopping usually ends sooner)")
     batch_size: int = _opt(128, "training batch size")
+    length_buckets: bool = _opt(False, "objectives all and cloze: windows of similar length "
+                                       "share a batch (less padding; cut always does)")  # fmt: skip
     lr: float = _opt(1e-3, "AdamW learning rate")
     weight_decay: float = _opt(0.0, "AdamW weight decay")
     memory_lr_scale: float = _opt(10.0, "learning-rate multiplier for memory value rows")

@@ -16,7 +16,9 @@ import numpy as np
 
 from elastic_edu.bench_report import loglog_slope as fit_slope  # the one least-squares fit
 
-# keys of results files and training histories -> what a reader sees
+# keys of results files and training histories -> what a reader sees. "ELASTIC" alone names only
+# the model `--model elastic` trains (elastic-causal); the other form always says it is non-causal
+# (tests/test_names.py holds every label of every results file to this).
 NAMES = {
     "sasrec-naive": "SASRec, naive attention",
     "sasrec-sdpa": "SASRec, fused attention (SDPA)",
@@ -24,12 +26,12 @@ NAMES = {
     "sasrec:all": "SASRec, all positions",
     "sasrec:cut": "SASRec, random cuts",
     "elastic": "ELASTIC",
-    "elastic-causal": "ELASTIC (causal)",
-    "elastic-bidir": "ELASTIC (bidirectional)",
-    "lda-causal": "LDA-only (causal)",
-    "lda-bidir": "LDA-only (bidirectional)",
+    "elastic-causal": "ELASTIC",
+    "elastic-bidir": "ELASTIC-bidir (non-causal)",
+    "lda-causal": "LDA-only",
+    "lda-bidir": "LDA-only-bidir (non-causal)",
     "gru4rec": "GRU4Rec",
-    "elastic_no_curriculum": "ELASTIC, no curriculum",
+    "elastic_no_curriculum": "ELASTIC-bidir (non-causal), no curriculum",
     "lda": "LDA-only",
     "popularity": "Popularity",
     "loss": "training loss",
@@ -39,6 +41,27 @@ NAMES = {
     "test_masked": "test, history masked",
 }
 OBJECTIVES = {"all": "all positions", "cut": "random cuts", "cloze": "cloze"}
+# bench labels written before the model registry (commit 7dc3014, results/history/): there
+# ``elastic-k32`` and ``lda-k32`` measured the non-causal forms
+LEGACY_BENCH = {"elastic": "elastic-bidir", "lda": "lda-bidir"}
+
+
+def bench_label_model(label: str) -> str:
+    """The registry model a bench label measured: ``elastic-causal-k32`` -> elastic-causal,
+    ``sasrec-sdpa`` -> sasrec; the alias labels of files from before the registry
+    (``elastic-k32``) measured the non-causal form. The bench has written resolved names only
+    since the registry, so an alias label can only come from such a file."""
+    from elastic_edu.models.registry import REGISTRY
+
+    base = label.partition("+")[0]
+    found = re.fullmatch(r"(.+)-k(\d+)", base)
+    model = found[1] if found else base
+    if model in LEGACY_BENCH:
+        return LEGACY_BENCH[model]
+    for name in sorted(REGISTRY, key=len, reverse=True):
+        if model == name or model.startswith(name + "-"):
+            return name
+    return model
 
 
 def _qualified(name: str, detail: str) -> str:
@@ -48,14 +71,14 @@ def _qualified(name: str, detail: str) -> str:
 
 
 def display_name(key: str) -> str:
-    """A human name for a results key: ``elastic-k32`` -> "ELASTIC (k = 32)",
-    ``elastic-bidir:cloze`` -> "ELASTIC (bidirectional, cloze)", ``valid_NDCG@10`` ->
+    """A human name for a results key: ``elastic-causal-k32`` -> "ELASTIC (k = 32)",
+    ``elastic-bidir:cloze`` -> "ELASTIC-bidir (non-causal, cloze)", ``valid_NDCG@10`` ->
     "validation NDCG@10"; unknown keys come back unchanged."""
     if key in NAMES:
         return NAMES[key]
     labelled = re.fullmatch(r"(.+)-k(\d+)(\+\w+)?", key)  # bench labels: <model>-k<K>[+tag]
     if labelled and labelled[1] in NAMES:
-        name, k, tag = labelled[1], labelled[2], labelled[3] or ""
+        name, k, tag = LEGACY_BENCH.get(labelled[1], labelled[1]), labelled[2], labelled[3] or ""
         return _qualified(NAMES[name], f"k = {k}") + (" " + tag[1:] if tag else "")
     model, _, objective = key.partition(":")  # compare labels: <model>:<objective>
     if objective in OBJECTIVES and model in NAMES:

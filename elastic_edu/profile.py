@@ -94,6 +94,31 @@ def time_runs(
     return Timing(runs, complete=True, projected_s=time.perf_counter() - start)
 
 
+def matmul_rate(device: torch.device | str = "cpu", size: int = 2048, repeats: int = 5) -> float:
+    """GFLOP/s of a square float32 matrix product (size^3 multiply-adds) on `device` with the
+    threads torch uses now: the practical peak a bench's achieved rate is read against."""
+    device = torch.device(device)
+    a, b = (torch.randn(size, size, device=device) for _ in range(2))
+    timing = time_runs(lambda: a @ b, repeats=repeats, warmup=2, device=device)
+    return 2 * size**3 / (timing.median_ms / 1e3) / 1e9
+
+
+def theoretical_peak(threads: int) -> dict | None:
+    """The fp32 peak of this CPU by formula, for x86 CPUs with AVX2 and FMA and no AVX-512:
+    2 FMA units x 8 float32 lanes x 2 FLOPs per cycle x the clock `/proc/cpuinfo` reports, times
+    `threads` cores. None where that formula does not apply (other vectors, no /proc/cpuinfo)."""
+    with suppress(OSError):
+        info = Path("/proc/cpuinfo").read_text()
+        flags = next((ln.split(":")[1].split() for ln in info.splitlines()
+                      if ln.startswith("flags")), [])  # fmt: skip
+        mhz = [float(ln.split(":")[1]) for ln in info.splitlines() if ln.startswith("cpu MHz")]
+        if {"avx2", "fma"} <= set(flags) and "avx512f" not in flags and mhz:
+            ghz = max(mhz) / 1e3
+            return {"gflops": threads * 32 * ghz, "ghz": ghz, "cores": threads,
+                    "formula": "cores x 2 FMA units x 8 float32 lanes x 2 FLOPs x GHz"}  # fmt: skip
+    return None
+
+
 class PeakMemory(TorchDispatchMode):
     """Peak bytes of the tensors allocated inside the ``with`` block (inputs and weights excluded).
 

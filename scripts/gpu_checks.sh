@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # One prepared GPU check (issue #14): the bench at production width on one CUDA card, within
 # GPU_CHECK_CAP seconds (default 480). Batch 32, N = 1k .. 64k, inference and training step,
-# SASRec with torch's flash SDPA (no padding: the causal flag) against ELASTIC (non-causal,
-# k = 32) and ELASTIC-causal (k = 32). Runs, most important first, each stopped at its share:
+# SASRec with torch's flash SDPA (no padding: the causal flag) against ELASTIC-causal (k = 32,
+# the recommended model, computed chunk by chunk: elastic_edu/nn/chunkwise.py) and the
+# non-causal ELASTIC-bidir (k = 32). Runs, most important first, each stopped at its share:
 #   bench-<card>-d256-bf16.json     d = 256, bfloat16 autocast
 #   bench-<card>-d256-fp32.json     d = 256, float32
 #   bench-<card>-d256-stream.json   elastic-causal per event after N = 1k, 16k streamed events
 #   bench-<card>-d256-compile.json  torch.compile (CUDA graphs) against eager, bf16 inference
 #   bench-<card>-d512-bf16.json     d = 512, if time is left
-# and summary-<card>.txt: where ELASTIC overtakes flash, by how much at 16k and 64k, the stream table.
+# and summary-<card>.txt: where each ELASTIC overtakes flash, by how much at 16k and 64k, the
+# stream table.
 # Everything lands in $OUT (default results/), with nvidia-smi.txt and one .log per run. Each
 # JSON is rewritten after every point, so a run stopped at its share keeps what it measured.
 # Usage, from anywhere:  bash scripts/gpu_checks.sh      (exit 1 if a point failed otherwise
@@ -82,7 +84,8 @@ bench d256-fp32 110 "${COMMON[@]}" "${MODELS[@]}" --dim 256 --heads 4 --dtype fl
     --modes inference train --lengths "${LONG[@]}"
 bench d256-stream 50 "${COMMON[@]}" --models elastic-causal-k32 --dim 256 --heads 4 \
     --dtype bfloat16 --modes stream --lengths 1024 16384 --timeout 60
-bench d256-compile 110 "${COMMON[@]}" --models sasrec-sdpa elastic-bidir-k32 --dim 256 --heads 4 \
+bench d256-compile 110 "${COMMON[@]}" --models sasrec-sdpa elastic-causal-k32 elastic-bidir-k32 \
+    --dim 256 --heads 4 \
     --dtype bfloat16 --modes inference --lengths 1024 16384 --compile off reduce-overhead
 bench d512-bf16 200 "${COMMON[@]}" "${MODELS[@]}" --dim 512 --heads 8 --dtype bfloat16 \
     --modes inference train --lengths "${LONG[@]}"

@@ -15,7 +15,7 @@ from elastic_edu import viz
 def _bench() -> dict:
     points = []
     for n in (128, 256, 512, 1024):
-        for model, lat in (("sasrec-naive", n**2 / 1e4), ("elastic-k32", n / 10)):
+        for model, lat in (("sasrec-naive", n**2 / 1e4), ("elastic-causal-k32", n / 10)):
             status = "oom" if model == "sasrec-naive" and n == 1024 else "ok"
             points.append({
                 "model": model, "n": n, "batch": 4, "mode": "inference", "flops": 10 * lat,
@@ -30,7 +30,7 @@ def _names(fig: go.Figure) -> list[str]:
     return [t.name for t in fig.data]
 
 
-NAIVE, ELASTIC = "SASRec, naive attention", "ELASTIC (k = 32)"
+NAIVE, ELASTIC = "SASRec, naive attention", "ELASTIC (k = 32)"  # elastic-causal-k32
 
 
 @pytest.mark.parametrize("metric", ["latency_ms", "peak_mb"])
@@ -47,7 +47,7 @@ def test_complexity_figure(metric):
     assert list(fig.layout.xaxis.tickvals) == [128, 256, 512, 1024]  # the measured N
     flop = fig.data[names.index(f"{ELASTIC} FLOPs")]
     measured = fig.data[names.index(f"{ELASTIC} (slope 1.00)")]
-    assert measured.legendgroup == "elastic-k32"  # the file's key stays reachable
+    assert measured.legendgroup == "elastic-causal-k32"  # the file's key stays reachable
     assert flop.y[0] == pytest.approx(measured.y[0])  # aligned at the smallest N
     assert flop.line.dash == "dash"
     failed = fig.data[names.index(f"{NAIVE} failed")]
@@ -60,11 +60,11 @@ def test_complexity_figure(metric):
 
 
 def test_display_names_for_results_keys():
-    assert viz.display_name("elastic-k16") == "ELASTIC (k = 16)"
-    assert viz.display_name("lda-k32") == "LDA-only (k = 32)"
+    assert viz.display_name("elastic-causal-k16") == "ELASTIC (k = 16)"
+    assert viz.display_name("elastic-k16") == "ELASTIC-bidir (non-causal, k = 16)"  # 7dc3014
+    assert viz.display_name("lda-causal-k32") == "LDA-only (k = 32)"
     assert viz.display_name("valid_NDCG@10") == "validation NDCG@10"
-    assert viz.display_name("elastic_no_curriculum") == "ELASTIC, no curriculum"
-    assert viz.display_name("elastic-bidir:cloze") == "ELASTIC (bidirectional, cloze)"
+    assert viz.display_name("elastic-bidir:cloze") == "ELASTIC-bidir (non-causal, cloze)"
     assert viz.display_name("sasrec:all") == "SASRec, all positions"  # its own name wins
     assert viz.display_name("gru4rec:cut") == "GRU4Rec (random cuts)"
     assert viz.display_name("elastic:sideways") == "elastic:sideways"  # unknown objective
@@ -163,7 +163,11 @@ def test_long_context_figure_groups_by_distance_and_marks_chance():
         {"distance": 1500, "elastic": run(0.9, 2048), "elastic_no_curriculum": run(0.07, 2048)},
     ]
     fig = viz.long_context_figure(studies)
-    assert _names(fig) == ["ELASTIC", "SASRec", "ELASTIC, no curriculum"]
+    assert _names(fig) == [  # files without elastic_model ran the non-causal form
+        "ELASTIC-bidir (non-causal)",
+        "SASRec",
+        "ELASTIC-bidir (non-causal), no curriculum",
+    ]
     assert list(fig.data[0].y) == [1.0, 0.9] and list(fig.data[1].y) == [0.05, None]
     assert list(fig.data[0].text) == ["N=512", "N=2048"]
     assert list(fig.data[0].x) == ["distance 300", "distance 1500"]

@@ -36,12 +36,23 @@ class Sampler:
     context: int = 0
     rank: int = 0
     world_size: int = 1
+    by_length: bool = False  # windows of similar length share a batch (less padding)
 
     def epoch(self, rng: np.random.Generator) -> list[Batch]:
         return self.shard(list(self.batches(rng)))
 
     def batches(self, rng: np.random.Generator) -> Iterator[Batch]:
         raise NotImplementedError
+
+    def groups(self, count: int, lengths, rng: np.random.Generator) -> list[np.ndarray]:
+        """One epoch's batches as index arrays: a random order, or with `by_length` samples of
+        similar length together (sorted after shuffling, so ties are in random order) with the
+        batches themselves in random order."""
+        order = rng.permutation(count)
+        if self.by_length:
+            order = order[np.argsort(np.asarray(lengths)[order], kind="stable")]
+        groups = [order[lo : lo + self.batch_size] for lo in range(0, count, self.batch_size)]
+        return [groups[i] for i in rng.permutation(len(groups))] if self.by_length else groups
 
     def shard(self, batches: list[Batch]) -> list[Batch]:
         """This rank's batches: every world_size-th, the same count on every rank."""
@@ -76,9 +87,9 @@ class AllPositions(Sampler):
         for seq in self.train:
             for start, end in windows(seq, self.max_len, 1):
                 found.append((seq, start, end))
-        order = rng.permutation(len(found))
-        for lo in range(0, len(order), self.batch_size):
-            chunk = [found[j] for j in order[lo : lo + self.batch_size]]
+        lengths = [end - start for _, start, end in found]
+        for group in self.groups(len(found), lengths, rng):
+            chunk = [found[j] for j in group]
             inputs = [seq[max(0, start - self.context) : end - 1] for seq, start, end in chunk]
             targets = [seq[start + 1 : end] for seq, start, end in chunk]
             yield pad_left(inputs, self.max_len + self.context), pad_left(targets, self.max_len)
@@ -89,24 +100,22 @@ class RandomCuts(Sampler):
     """Random-cut training (objective ``cut``): history -> the next item.
 
     Cuts are uniform over 1..len-1 per user, so the history is never empty and the target never
-    part of its own history. Samples of similar history length share a batch (less padding);
-    the batch order is shuffled. Yields (inputs (b, n), targets (b,)).
+    part of its own history. Samples of similar history length always share a batch (less
+    padding); the batch order is shuffled. Yields (inputs (b, n), targets (b,)).
     """
 
     cuts_per_user: int = 8
+    by_length: bool = True
 
     def batches(self, rng):
         samples = []
         for u, seq in enumerate(self.train):
             if len(seq) >= 2:
                 samples.extend((u, int(t)) for t in rng.integers(1, len(seq), self.cuts_per_user))
-        order = rng.permutation(len(samples))
-        keys = np.array([min(samples[j][1], self.max_len) for j in order])
-        order = order[np.argsort(keys, kind="stable")]
-        chunks = [order[lo : lo + self.batch_size] for lo in range(0, len(order), self.batch_size)]
         width = self.max_len + self.context
-        for ci in rng.permutation(len(chunks)):
-            chunk = [samples[j] for j in chunks[ci]]
+        lengths = [min(t, self.max_len) for _, t in samples]
+        for group in self.groups(len(samples), lengths, rng):
+            chunk = [samples[j] for j in group]
             history = [self.train[u][:t] for u, t in chunk]
             target = np.array([self.train[u][t] for u, t in chunk], dtype=np.int64)
             yield pad_left(history, width), torch.from_numpy(target)
@@ -130,9 +139,8 @@ class Cloze(Sampler):
         if self.mask_token <= PAD:
             raise ValueError("Cloze needs the model's mask_token")
         found = [seq[s:e] for seq in self.train for s, e in windows(seq, self.max_len, 0)]
-        order = rng.permutation(len(found))
-        for lo in range(0, len(order), self.batch_size):
-            inputs = pad_left([found[j] for j in order[lo : lo + self.batch_size]], self.max_len)
+        for group in self.groups(len(found), [len(f) for f in found], rng):
+            inputs = pad_left([found[j] for j in group], self.max_len)
             real = inputs != PAD
             masked = (torch.from_numpy(rng.random(inputs.shape)) < self.mask_prob) & real
             last = torch.from_numpy(rng.random(len(inputs)) < self.last_prob)
@@ -147,11 +155,11 @@ def make_sampler(objective: str, train, model, config, rank: int = 0, world_size
     """The sampler for `objective` (a TrainConfig field) and `model` (its max_len, context)."""
     common = {"train": train, "max_len": model.config.max_len, "batch_size": config.batch_size,
               "context": model.width - model.config.max_len, "rank": rank,
-              "world_size": world_size}  # fmt: skip
+              "world_size": world_size, "by_length": config.length_buckets}  # fmt: skip
     if objective == "all":
         return AllPositions(**common)
     if objective == "cut":
-        return RandomCuts(**common, cuts_per_user=config.cuts_per_user)
+        return RandomCuts(**common | {"by_length": True}, cuts_per_user=config.cuts_per_user)
     if objective == "cloze":
         return Cloze(**common, mask_token=model.mask_token, mask_prob=config.mask_prob,
                      last_prob=config.last_prob)  # fmt: skip

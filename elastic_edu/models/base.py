@@ -181,14 +181,13 @@ class SequentialRecommender(Recommender):
             raise ValueError(self.objective_error(objective))
         items = self.item_repr()
         out = self.encode(inputs)
-        hidden = out.hidden
         if objective == "cut":
-            logits = einsum(hidden[:, -1], items, "b d, i d -> b i")
-        else:
-            hidden = hidden[:, -targets.shape[1] :]  # positions that have targets
-            logits = rearrange(einsum(hidden, items, "b n d, i d -> b n i"), "b n i -> (b n) i")
-            targets = rearrange(targets, "b n -> (b n)")
-        logits = logits.float()
+            user, targets = out.hidden[:, -1], targets  # (t = b, d)
+        else:  # only the positions that have a target: padding never reaches the output layer
+            hidden = out.hidden[:, -targets.shape[1] :]
+            real = targets != PAD
+            user, targets = hidden[real], targets[real]  # (t, d), (t,)
+        logits = einsum(user, items, "t d, i d -> t i").float()
         logits[:, PAD] = float("-inf")
         loss = F.cross_entropy(logits, targets, ignore_index=PAD)
         weight = self.config.memory.balance if "memory" in self.uses else 0.0

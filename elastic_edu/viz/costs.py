@@ -138,6 +138,15 @@ def _project(last: dict | None, p: dict, metric: str) -> float:
     return last[metric]
 
 
+def study_runs(study: dict) -> dict[str, dict]:
+    """A long-range study's runs keyed by the registry model they trained: the study's
+    ``elastic`` entry is its ``elastic_model`` (files from before that key, commit 7dc3014, ran
+    the non-causal elastic-bidir), ``elastic_no_curriculum`` becomes ``<model>:no-curriculum``."""
+    elastic = study.get("elastic_model", "elastic-bidir")
+    rename = {"elastic": elastic, "elastic_no_curriculum": f"{elastic}:no-curriculum"}
+    return {rename.get(m, m): v for m, v in study.items() if isinstance(v, dict) and "HR@1" in v}
+
+
 def long_context_figure(studies: list[dict], metric: str = "HR@1") -> go.Figure:
     """Bars of `metric` for each model of each long-range study, with chance as a dashed line.
 
@@ -150,22 +159,21 @@ def long_context_figure(studies: list[dict], metric: str = "HR@1") -> go.Figure:
         raise ValueError("no long-context studies to plot")
     fig, chance = go.Figure(), set()
     groups = [f"distance {s['distance']}" for s in studies]
-    models = list(
-        dict.fromkeys(
-            m for s in studies for m, v in s.items() if isinstance(v, dict) and "HR@1" in v
-        )
-    )
+    runs = [study_runs(s) for s in studies]
+    models = list(dict.fromkeys(m for r in runs for m in r))
     for i, model in enumerate(models):
         ys, texts = [], []
-        for s in studies:
-            run = s.get(model)
+        for r in runs:
+            run = r.get(model)
             value = None if run is None else run.get(metric, run["test"].get(metric))
             ys.append(value)
             texts.append("" if run is None else f"N={run['max_len']}")
             if run is not None:
                 chance.add(run["chance_HR@1"])
+        base, _, tag = model.partition(":")
+        name = display_name(base) + (", no curriculum" if tag == "no-curriculum" else "")
         fig.add_trace(go.Bar(
-            x=groups, y=ys, name=display_name(model), text=texts, textposition="outside",
+            x=groups, y=ys, name=name, text=texts, textposition="outside",
             marker_color=PALETTE[i % len(PALETTE)],
         ))  # fmt: skip
     if metric == "HR@1" and len(chance) == 1:
