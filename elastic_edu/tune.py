@@ -18,8 +18,9 @@ from ``train --config`` or ``compare --config`` with the best config.
 The study is stored in SQLite through Optuna's storage (default: beside ``--out``, ``best.json``
 -> ``best.study.db``), named after the model, the data set and the seed, so the same command
 again resumes it and runs only the missing trials: complete and pruned trials count against the
-budget, failed or interrupted ones are run again. The sampler is re-seeded from (seed, trial
-number) before each trial, so a resumed study draws what an uninterrupted one would have drawn.
+budget, failed or interrupted ones are run again. The sampler is re-seeded from (seed, trials
+done) before each trial, so a resumed study draws what an uninterrupted one would have drawn (an
+interrupted trial is run again with the same setting).
 The JSON at ``--out`` (best config, every trial, timings) is rewritten after every trial.
 """
 
@@ -57,7 +58,7 @@ def require_optuna():
         import optuna
     except ImportError:
         raise UserError(f"tune needs Optuna, which is not installed: {INSTALL}") from None
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial is ours
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # one line per trial is ours
     return optuna
 
 
@@ -155,11 +156,12 @@ def _record(trial, started: float, **attrs) -> None:
         trial.set_user_attr(key, value)
 
 
-def make_sampler(seed: int, number: int):
-    """TPE seeded from (seed, the next trial's number): the same draws after a resume."""
+def make_sampler(seed: int, done: int):
+    """TPE seeded from (seed, trials done so far): a resumed study, and a trial run again after
+    an interruption, draw what an uninterrupted study would have drawn."""
     import optuna
 
-    state = int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
+    state = int(np.random.SeedSequence([seed, done]).generate_state(1)[0])
     return optuna.samplers.TPESampler(seed=state)
 
 
@@ -227,7 +229,7 @@ def run_study(
     study = open_study(storage, name, fixed, pruner, command)
     split = validation_only(split)
     while counted(study) < trials:
-        study.sampler = make_sampler(tc.seed, len(study.get_trials(deepcopy=False)))
+        study.sampler = make_sampler(tc.seed, counted(study))
         study.optimize(lambda t: objective(t, model=mc.model, split=split, base=base, space=space),
                        n_trials=1, callbacks=[on_trial] if on_trial else None)  # fmt: skip
     return study

@@ -162,7 +162,7 @@ def test_a_resumed_study_runs_only_the_missing_trials_and_draws_the_same(split, 
     straight = study(split, tmp_path / "b", trials=2)
     assert states(resumed) == states(again) == ["COMPLETE", "COMPLETE"]
     params = lambda s: [t.params for t in s.get_trials()]  # noqa: E731
-    assert params(resumed) == params(straight)  # re-seeded per trial: the same draws
+    assert params(resumed) == params(straight)  # re-seeded before each trial: the same draws
     assert params(resumed)[0] != params(resumed)[1]
     assert len(resumed.user_attrs["commands"]) == 3
 
@@ -179,6 +179,8 @@ def test_an_interrupted_trial_does_not_count_and_is_run_again(split, tmp_path, m
     monkeypatch.setattr(tune, "fit", fit)
     s = study(split, tmp_path, trials=2)
     assert states(s) == ["FAIL", "COMPLETE", "COMPLETE"] and tune.counted(s) == 2
+    trials = s.get_trials()
+    assert trials[0].params == trials[1].params != trials[2].params  # the same setting again
     assert tune.summary(s, budget=2, storage="x", device="cpu")["trials"]["failed"] == 1
 
 
