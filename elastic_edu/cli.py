@@ -1,7 +1,9 @@
-"""Command line: python -m elastic_edu {train,compare,bench} ...
+"""Command line: python -m elastic_edu {train,compare,tune,bench} ...
 
   python -m elastic_edu train --model elastic --dataset ml-100k --seed 0 --out result.json
   python -m elastic_edu compare --dataset ml-100k --models sasrec gru4rec elastic --out table.json
+  python -m elastic_edu tune --model sasrec --dataset ml-100k --trials 20 --out best.json
+  python -m elastic_edu train --config best.json --seed 1 --out tuned.json
   python -m elastic_edu bench --models sasrec-sdpa elastic-causal --lengths 2048 8192
   torchrun --nproc_per_node=2 -m elastic_edu train --model sasrec --device cpu --out result.json
 
@@ -17,7 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from elastic_edu.config import MemoryConfig, ModelConfig, TrainConfig
+from elastic_edu.config import MemoryConfig, ModelConfig, TrainConfig, read_config_file
 from elastic_edu.files import check_writable, write_json
 from elastic_edu.options import Parser, UserError, add_dataclass_options, count, overrides, plain
 
@@ -26,9 +28,9 @@ def _add_data(parser: argparse.ArgumentParser) -> None:
     from elastic_edu.data import DATASETS, ORDERS
 
     g = parser.add_argument_group("data")
-    g.add_argument("--dataset", default="ml-100k",
+    g.add_argument("--dataset", default=None,
                    help=f"{' | '.join(DATASETS)} | a folder of RecBole atomic files "
-                        "(default: ml-100k)")  # fmt: skip
+                        "(default: the --config file's, else ml-100k)")  # fmt: skip
     g.add_argument(
         "--kcore",
         type=count,
@@ -63,8 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
                        description=f"Train and evaluate one model.\n\nmodels:\n{models}",
                        formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     alias = f"elastic and lda name {ALIASES['elastic']} and {ALIASES['lda']}"
-    p.add_argument("--model", choices=list(model_names()), default="elastic",
-                   help=f"the model to train; {alias} (default: elastic)")  # fmt: skip
+    p.add_argument("--model", choices=list(model_names()), default=None,
+                   help=f"the model to train; {alias} (default: the --config file's, else "
+                        "elastic)")  # fmt: skip
+    p.add_argument("--config", default=None, metavar="FILE",
+                   help="start from the settings of this JSON: a tune output, a train result "
+                        "or its config block; options given here override it "
+                        "(default: none)")  # fmt: skip
     p.add_argument("--out", default=None, help="write the result JSON here (default: none)")
     p.add_argument("--checkpoint", default=None,
                    help="save the best weights here, and a resume checkpoint beside it "
@@ -81,20 +88,60 @@ def build_parser() -> argparse.ArgumentParser:
         description="Several models x seeds: mean ± standard error, paired "
         "per-user tests of the first model against the others.",
     )
-    p.add_argument("--models", nargs="+", metavar="MODEL[:OBJECTIVE]",
-                   default=["popularity", "gru4rec", "sasrec", "elastic"],
-                   help="models, each optionally with an objective (default: popularity gru4rec "
-                        "sasrec elastic)")  # fmt: skip
+    p.add_argument("--models", nargs="+", metavar="MODEL[:OBJECTIVE]", default=None,
+                   help="models, each optionally with an objective (default: the --config "
+                        "models, else popularity gru4rec sasrec elastic)")  # fmt: skip
+    p.add_argument("--config", nargs="+", metavar="MODEL=FILE", default=[],
+                   help="train MODEL (one of --models) from the settings of FILE, e.g. a tune "
+                        "output; options given here override them (default: none)")  # fmt: skip
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
                    help="seeds (default: 0 1 2)")  # fmt: skip
     p.add_argument("--out", default=None, help="write the table JSON here (default: none)")
     _add_data(p)
     _add_run(p, "each model's own")
     p.set_defaults(func=cmd_compare)
+    _add_tune_parser(sub, names)
     from elastic_edu.bench import add_bench_parser
 
     add_bench_parser(sub)
     return parser
+
+
+def _add_tune_parser(sub, names: str) -> None:
+    from elastic_edu.models import get_spec, model_names
+
+    tunable = [n for n in model_names() if get_spec(n).search_space]
+    p = sub.add_parser(
+        "tune",
+        help="equal-budget hyperparameter search (Optuna)",
+        description=plain(_tune_doc()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--model", choices=tunable, required=True, help="the model to tune")
+    p.add_argument("--trials", type=count, default=20,
+                   help="trials per model, complete or pruned: the budget "
+                        "(default: 20)")  # fmt: skip
+    p.add_argument("--out", required=True,
+                   help="write the best config and every trial here (JSON, rewritten after "
+                        "each trial)")  # fmt: skip
+    p.add_argument("--storage", default=None,
+                   help="Optuna storage: a URL, or a SQLite file (default: beside --out, "
+                        "best.json -> best.study.db)")  # fmt: skip
+    p.add_argument("--pruner", choices=("median", "none"), default="median",
+                   help="stop trials below the median validation curve "
+                        "(default: median)")  # fmt: skip
+    p.add_argument("--prune-warmup", type=count, default=10, metavar="EPOCHS",
+                   help="no pruning in a trial's first EPOCHS epochs (default: 10)")  # fmt: skip
+    _add_data(p)
+    _add_run(p, f"the model's own: {names}")
+    p.set_defaults(func=cmd_tune)
+
+
+def _tune_doc() -> str:
+    """The tune command's description: elastic_edu.tune's docstring after its first line."""
+    from elastic_edu import tune
+
+    return tune.__doc__.split("\n\n", 1)[1]
 
 
 def _load(args):
@@ -103,6 +150,16 @@ def _load(args):
 
     data = load_sequences(args.dataset, kcore=args.kcore, order=args.order)
     return data, leave_one_out(data)
+
+
+def _dataset(args, named: list) -> str:
+    """--dataset, else the one data set the --config files name, else ml-100k."""
+    if args.dataset is not None:
+        return args.dataset
+    named = sorted({d for d in named if d})
+    if len(named) > 1:
+        raise UserError(f"the --config files name different data sets {named}: give --dataset")
+    return named[0] if named else "ml-100k"
 
 
 def _check_output(path, what: str):
@@ -114,11 +171,13 @@ def _check_output(path, what: str):
         raise UserError(str(err)) from None
 
 
-def _configs(model: str, num_items: int, args, seed=None):
+def _configs(model: str, num_items: int, args, seed=None, base=None):
+    """The configs of `model` ("name[:objective]"): `base` settings (a --config file), then the
+    options given on the command line, then `seed`."""
     from elastic_edu.experiment import default_configs
     from elastic_edu.models import check_objective
 
-    ov = overrides(args)
+    ov = {**(base or {}), **{k: v for k, v in overrides(args).items() if v is not None}}
     if seed is not None:
         ov["seed"] = seed
     spec_model, _, objective = model.partition(":")
@@ -152,9 +211,13 @@ def cmd_train(args) -> int:
     ckpt = _check_output(args.checkpoint, "--checkpoint")
     if args.resume:
         _check_resume(ckpt)
-    _configs(args.model, 1, args)  # the settings, before the data are read
+    base, named = read_config_file(args.config) if args.config else ({}, None)
+    args.model = args.model or base.get("model") or "elastic"
+    base.pop("model", None)
+    args.dataset = _dataset(args, [named])
+    _configs(args.model, 1, args, base=base)  # the settings, before the data are read
     data, split = _load(args)
-    mc, tc = _configs(args.model, data.num_items, args)
+    mc, tc = _configs(args.model, data.num_items, args, base=base)
     _check_resources(mc, tc)
     _say(f"data: {data.name} {data.summary()}; evaluated users: {len(split.test)}")
     result = run(split, mc, tc, dataset=args.dataset, progress=not args.quiet,
@@ -173,9 +236,10 @@ def cmd_compare(args) -> int:
     from elastic_edu.experiment import comparison, run
 
     out = _check_output(args.out, "--out")
-    _plans(args, 1)  # every spec, before the data are read
+    bases = _compare_configs(args)
+    _plans(args, 1, bases)  # every spec, before the data are read
     data, split = _load(args)
-    plans = _plans(args, data.num_items)
+    plans = _plans(args, data.num_items, bases)
     for _, mc, tc in plans:
         _check_resources(mc, tc)
     _say(f"data: {data.name} {data.summary()}; evaluated users: {len(split.test)}")
@@ -192,8 +256,10 @@ def cmd_compare(args) -> int:
               f"{res['train_seconds']:.0f} s, {res['stopped']})", flush=True)  # fmt: skip
     if not runs:  # another rank than 0
         return 0
+    configs = {spec: path for spec, path in _config_args(args)}
     payload = comparison(runs, data=data.summary(), dataset=args.dataset, seeds=args.seeds,
-                         command="python -m elastic_edu " + " ".join(args.argv))  # fmt: skip
+                         command="python -m elastic_edu " + " ".join(args.argv),
+                         **({"configs": configs} if configs else {}))  # fmt: skip
     print("\n" + payload["table"])
     for name, test in payload["paired"].items():
         print(f"paired {name}: NDCG@10 diff {test['mean_diff']:+.4f} "
@@ -204,17 +270,114 @@ def cmd_compare(args) -> int:
     return 0
 
 
-def _plans(args, num_items: int) -> list[tuple]:
+def cmd_tune(args) -> int:
+    from elastic_edu import tune
+
+    out = _check_output(args.out, "--out")
+    _check_output(tune.storage_path(args.storage, out), "--storage")
+    tune.require_optuna()
+    args.dataset = _dataset(args, [])
+    base = {k: v for k, v in overrides(args).items() if v is not None}
+    seed = base.get("seed", 0)
+    try:
+        space = tune.space_of(args.model)
+        _configs(args.model, 1, args)  # the fixed settings, before the data are read
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    data, split = _load(args)
+    mc, tc = _configs(args.model, data.num_items, args)
+    _check_resources(mc, tc)
+    storage = tune.storage_url(args.storage, out)
+    name = tune.study_name(args.model, data.name, seed)
+    searched = [p.name for p in space if p.name not in base]
+    _say(f"data: {data.name} {data.summary()}; validation users: {len(split.valid)}")
+    _say(f"study {name} in {storage}: {args.trials} trials of {mc.model}, searching "
+         f"{', '.join(searched)}")  # fmt: skip
+    meta = dict(model=mc.model, dataset=args.dataset, data=data.summary(), fixed=base,
+                searched=searched, budget=args.trials, storage=storage,
+                device=tc.device)  # fmt: skip
+
+    def on_trial(study, trial):
+        if trial.state.name in tune.COUNTED and not args.quiet:
+            print(tune.trial_line(tune.trial_row(trial), tune.counted(study), args.trials),
+                  flush=True)  # fmt: skip
+        write_json(out, tune.summary(study, **meta))
+
+    study = tune.run_study(split, args.model, base=base, trials=args.trials, storage=storage,
+                           name=name, pruner=tune.make_pruner(args.pruner, args.prune_warmup),
+                           command="python -m elastic_edu " + " ".join(args.argv),
+                           on_trial=on_trial)  # fmt: skip
+    payload = tune.summary(study, **meta)
+    write_json(out, payload)
+    return _report_tune(payload, out)
+
+
+def _report_tune(payload: dict, out) -> int:
+    """Print the study's end: trial counts, time, the best setting; 1 if no trial completed."""
+    from elastic_edu.tune import params_text
+
+    counts, best = payload["trials"], payload["best"]
+    print(f"{counts['complete']} complete, {counts['pruned']} pruned trials in "
+          f"{payload['seconds']['total']:.0f} s; wrote {out}")  # fmt: skip
+    if best is None:
+        print("error: no trial completed (all pruned or diverged): no best config",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    print(f"best: trial #{best['number']}, valid NDCG@10 {best['valid_NDCG@10']:.4f}: "
+          f"{params_text(best['params'])}")  # fmt: skip
+    return 0
+
+
+def _plans(args, num_items: int, bases: dict | None = None) -> list[tuple]:
     """(label, ModelConfig, TrainConfig) of every model x seed; a bad spec is a UserError."""
     plans = []
     for spec in args.models:
         try:
             seeds = args.seeds[:1] if spec.partition(":")[0] == "popularity" else args.seeds
+            base = (bases or {}).get(spec)
             for seed in seeds:
-                plans.append((spec, *_configs(spec, num_items, args, seed)))
+                plans.append((spec, *_configs(spec, num_items, args, seed, base)))
         except ValueError as err:
             raise UserError(f"--models {spec}: {err}") from None
     return plans
+
+
+def _config_args(args) -> list[tuple[str, str]]:
+    """compare's --config MODEL=FILE entries as (MODEL, FILE); a malformed one is a UserError."""
+    pairs = []
+    for entry in args.config:
+        spec, sep, path = entry.partition("=")
+        if not sep or not spec or not path:
+            raise UserError(f"--config {entry}: give MODEL=FILE, e.g. sasrec=tuned/sasrec.json")
+        if spec in dict(pairs):
+            raise UserError(f"--config {entry}: {spec} is given twice")
+        pairs.append((spec, path))
+    return pairs
+
+
+def _compare_configs(args) -> dict[str, dict]:
+    """{spec: settings} from compare's --config entries; sets args.models (default: the entries'
+    models) and args.dataset. Each entry must name one of --models and a file of that model."""
+    from elastic_edu.models import get_spec
+
+    pairs = _config_args(args)
+    if args.models is None:
+        args.models = [spec for spec, _ in pairs] or ["popularity", "gru4rec", "sasrec", "elastic"]
+    bases, named = {}, []
+    for spec, path in pairs:
+        if spec not in args.models:
+            raise UserError(f"--config {spec}={path}: {spec} is not one of --models {args.models}")
+        settings, dataset = read_config_file(path)
+        model = settings.pop("model", None)
+        try:
+            wanted = get_spec(spec.partition(":")[0]).name
+        except ValueError as err:
+            raise UserError(f"--config {spec}={path}: {err}") from None
+        if model is not None and get_spec(model).name != wanted:
+            raise UserError(f"--config {spec}={path}: the file configures {model}, not {wanted}")
+        bases[spec], named = settings, [*named, dataset]
+    args.dataset = _dataset(args, named)
+    return bases
 
 
 def _say(text: str) -> None:

@@ -154,3 +154,54 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+CONFIG_SECTIONS = {"model": ModelConfig, "train": TrainConfig}
+
+
+def read_config_file(path) -> tuple[dict, str | None]:
+    """Settings from a config JSON: a `tune` output or a `train` result (their "config" block),
+    or a bare {"model": {...}, "train": {...}, "dataset": ...}.
+
+    Returns (settings, dataset): settings flat by field name (the memory's fields beside the
+    model's, as `elastic_edu.experiment.default_configs` takes them; ``num_items`` dropped, since
+    the data set it), and the data set the file names (or None). An unknown key is a ValueError
+    naming the file and the key.
+    """
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"--config {path}: no such file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"--config {path}: not a readable JSON file ({err})") from None
+    block = payload.get("config", payload) if isinstance(payload, dict) else None
+    if not isinstance(block, dict) or not isinstance(block.get("model", {}), dict):
+        raise ValueError(f"--config {path}: expected an object with 'model' and 'train' settings")
+    _refuse_unknown(path, "", block, {*CONFIG_SECTIONS, "dataset"})
+    settings = {}
+    for section, cls in CONFIG_SECTIONS.items():
+        values = dict(block.get(section) or {})
+        _refuse_unknown(path, f"{section}.", values, {f.name for f in fields(cls)})
+        memory = values.pop("memory", None) if section == "model" else None
+        if memory is not None:
+            if not isinstance(memory, dict):
+                raise ValueError(f"--config {path}: model.memory must be an object")
+            _refuse_unknown(path, "model.memory.", memory, {f.name for f in fields(MemoryConfig)})
+            settings.update(memory)
+        settings.update(values)
+    settings.pop("num_items", None)
+    return settings, block.get("dataset") or None
+
+
+def _refuse_unknown(path, prefix: str, values: dict, known: set) -> None:
+    """A ValueError naming the file and the first key of `values` not in `known`."""
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(
+            f"--config {path}: unknown key {prefix}{unknown[0]!r} "
+            f"(known: {', '.join(sorted(known))}); remove it or fix its spelling"
+        )

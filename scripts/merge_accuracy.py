@@ -44,9 +44,11 @@ def main() -> None:
                     runs.setdefault(label, []).append(r)
     runs = {label: runs[label] for label in sorted(runs, key=row_order)}
     seeds = sorted({s for part in parts for s in part["seeds"]})
+    configs = {k: v for part in parts for k, v in part.get("configs", {}).items()}  # --config
     merged = comparison(runs, data=parts[0]["data"], dataset=parts[0]["dataset"], seeds=seeds,
                         commands=[part.get("command") for part in parts],
-                        merged_from=[Path(f).name for f in sorted(args.files)])  # fmt: skip
+                        merged_from=[Path(f).name for f in sorted(args.files)],
+                        **({"configs": configs} if configs else {}))  # fmt: skip
     print(merged["table"])
     print(f"wrote {write_json(args.out, merged)}")
 

@@ -1,6 +1,7 @@
 """The CLI contract: `train` writes the documented JSON; `compare` summarises seeds; mistakes
 are one line and status 2, before any training; a diverged run is status 1 with no metrics;
-Ctrl-C writes the best weights' results, status 130; `--resume` continues exactly."""
+Ctrl-C writes the best weights' results, status 130; `--resume` continues exactly; `tune`
+writes a best config that `train --config` and `compare --config` read, and resumes."""
 
 from __future__ import annotations
 
@@ -227,7 +228,7 @@ def test_sigint_writes_the_best_epoch_and_exits_130(small_dir, tmp_path):
     assert ckpt.exists() and not list(tmp_path.glob("*.tmp"))
 
 
-@pytest.mark.parametrize("command", [[], ["train"], ["compare"], ["bench"]])
+@pytest.mark.parametrize("command", [[], ["train"], ["compare"], ["tune"], ["bench"]])
 def test_help_shows_no_raw_markup_and_every_default(command, capsys):
     with pytest.raises(SystemExit):
         main([*command, "--help"])
@@ -239,3 +240,141 @@ def test_help_shows_no_raw_markup_and_every_default(command, capsys):
         for flag in ("--dim", "--lr", "--max-minutes", "--patience", "--subkeys", "--objective"):
             assert flag in described
         assert described.count("(default:") >= len(options) - 6  # -h and bare flags excepted
+
+
+# the issue's command, on synthetic data small enough for seconds (small_dir: planted interests)
+TUNE = ["tune", "--model", "sasrec", "--epochs", "1", "--device", "cpu"]
+
+
+def test_tune_resumes_and_train_reads_its_best_config(small_dir, tmp_path, capsys):
+    pytest.importorskip("optuna")
+    out = tmp_path / "best.json"
+    tune = [*TUNE, "--dataset", str(small_dir), "--out", str(out)]
+    # a study cut short after one trial, then the command as given: exactly one more trial
+    assert main([*tune, "--trials", "1"]) == 0
+    first = json.loads(out.read_text())
+    assert (tmp_path / "best.study.db").exists() and first["trials"]["complete"] == 1
+    assert main([*tune, "--trials", "2"]) == 0
+    text = capsys.readouterr().out
+    assert text.count("trial 1/1 (#0): dim=") == 1 and text.count("trial 2/2 (#1): dim=") == 1
+    assert "trial 1/2" not in text and "valid NDCG@10" in text
+    result = json.loads(out.read_text())
+    assert result["trials"] == {"budget": 2, "complete": 2, "pruned": 0, "failed": 0,
+                                "running": 0}  # fmt: skip
+    assert result["all_trials"][0] == first["all_trials"][0] and result["finished"]
+    assert [c.split()[-1] for c in result["commands"]] == ["1", "2"]
+    values = [row["valid_NDCG@10"] for row in result["all_trials"]]
+    assert result["best"]["valid_NDCG@10"] == max(values) and result["device_name"]
+    assert all(row["seconds"] > 0 for row in result["all_trials"])
+    trained = tmp_path / "trained.json"
+    assert main(["train", "--config", str(out), "--quiet", "--out", str(trained)]) == 0
+    config = json.loads(trained.read_text())["config"]
+    assert config == result["config"] and config["dataset"] == str(small_dir)
+
+
+@pytest.mark.parametrize(
+    "args, names",
+    [
+        (["--model", "popularity"], "argument --model: invalid choice: 'popularity'"),
+        (["--trials", "-1"], "argument --trials: -1 must not be negative"),
+        (["--storage", "/proc/x.db"], "--storage /proc/x.db cannot be written"),
+        (["--heads", "3"], "dim=64 is not divisible by heads=3"),
+    ],
+)
+def test_tune_user_errors_are_one_line(args, names, small_dir, tmp_path, capsys):
+    pytest.importorskip("optuna")
+    argv = [*TUNE, "--dataset", str(small_dir), "--out", str(tmp_path / "b.json"), *args]
+    status, out, err = run_main(argv, capsys)
+    assert status == 2 and err.startswith("error: ") and err.count("\n") == 1, err
+    assert names in err and "data:" not in out and not (tmp_path / "b.json").exists()
+
+
+def test_tune_without_optuna_says_how_to_install_it(small_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "optuna", None)  # import optuna raises ImportError
+    argv = [*TUNE, "--dataset", str(small_dir), "--out", str(tmp_path / "b.json")]
+    status, out, err = run_main(argv, capsys)
+    assert status == 2 and err.count("\n") == 1 and "pip install 'elastic_edu[tune]'" in err
+
+
+def _write(path: Path, payload: dict) -> Path:
+    path.write_text(json.dumps(payload))
+    return path
+
+
+def test_train_from_a_config_file_with_options_over_it(tiny_dir, tmp_path):
+    config = _write(tmp_path / "c.json", {
+        "model": {"model": "sasrec", "dim": 16, "heads": 4, "layers": 1, "num_experts": 4,
+                  "max_len": 8, "memory": {"subkeys": 8}},
+        "train": {"lr": 0.003, "epochs": 3, "batch_size": 32, "device": "cpu"},
+    })  # fmt: skip
+    out = tmp_path / "r.json"
+    argv = ["train", "--config", str(config), "--dataset", str(tiny_dir), "--epochs", "1",
+            "--dropout", "0.1", "--quiet", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    result = json.loads(out.read_text())
+    model, train = result["config"]["model"], result["config"]["train"]
+    assert model["model"] == "sasrec" and model["memory"]["subkeys"] == 8
+    assert (model["dim"], model["heads"], model["num_experts"], model["max_len"]) == (16, 4, 4, 8)
+    assert model["dropout"] == 0.1 and train["lr"] == 0.003 and train["batch_size"] == 32
+    assert train["epochs"] == 1 and result["epochs"] == 1  # the command line wins
+    # a train result is a config file too: its model, settings and data set, the same run
+    again = tmp_path / "again.json"
+    assert main(["train", "--config", str(out), "--quiet", "--out", str(again)]) == 0
+    repeat = json.loads(again.read_text())
+    assert repeat["config"] == result["config"] and repeat["valid"] == result["valid"]
+
+
+@pytest.mark.parametrize(
+    "payload, names",
+    [
+        ({"model": {"colour": "red"}}, "unknown key model.'colour'"),
+        ({"config": {"train": {"lr": 0.01, "epoch": 2}}}, "unknown key train.'epoch'"),
+        ({"model": {"memory": {"slots": 4}}}, "unknown key model.memory.'slots'"),
+        ({"modle": {}}, "unknown key 'modle'"),
+        ([1, 2], "expected an object with 'model' and 'train' settings"),
+        ("{", "not a readable JSON file"),
+    ],
+)
+def test_train_refuses_a_config_file_it_cannot_read(payload, names, tiny_dir, tmp_path, capsys):
+    path = tmp_path / "c.json"
+    path.write_text(payload if isinstance(payload, str) else json.dumps(payload))
+    status, out, err = run_main(["train", "--config", str(path), "--dataset", str(tiny_dir),
+                                 *SMALL], capsys)  # fmt: skip
+    assert status == 2 and err.count("\n") == 1 and f"--config {path}: " in err, err
+    assert names in err and "data:" not in out
+    status, _, err = run_main(["train", "--config", str(tmp_path / "none.json"), *SMALL], capsys)
+    assert status == 2 and "none.json: no such file" in err
+
+
+def test_compare_trains_each_model_from_its_config_file(tiny_dir, tmp_path, capsys):
+    tiny = {"dim": 16, "layers": 1, "max_len": 8}
+    sasrec = _write(tmp_path / "sasrec.json", {"config": {
+        "model": {"model": "sasrec", "heads": 4, **tiny}, "train": {"lr": 0.004, "batch_size": 32},
+        "dataset": str(tiny_dir)}})  # fmt: skip
+    lda = _write(tmp_path / "lda.json", {"model": {"model": "lda-causal", "num_experts": 2, **tiny},
+                                         "dataset": str(tiny_dir)})  # fmt: skip
+    out = tmp_path / "t.json"
+    argv = ["compare", "--models", "lda", "sasrec", "gru4rec", "--config", f"lda={lda}",
+            f"sasrec={sasrec}", "--seeds", "0", "1", "--epochs", "1", "--device", "cpu",
+            "--quiet", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    table = json.loads(out.read_text())
+    runs = table["runs"]
+    assert list(runs) == ["lda", "sasrec", "gru4rec"] and table["dataset"] == str(tiny_dir)
+    assert table["configs"] == {"lda": str(lda), "sasrec": str(sasrec)}
+    model = lambda label: runs[label][0]["config"]["model"]  # noqa: E731
+    assert model("lda")["model"] == "lda-causal" and model("lda")["num_experts"] == 2
+    assert model("sasrec")["heads"] == 4 and runs["sasrec"][1]["config"]["train"]["lr"] == 0.004
+    assert model("gru4rec")["dim"] == 64  # no file: the defaults
+    assert [r["config"]["train"]["seed"] for r in runs["sasrec"]] == [0, 1]
+    assert len(runs["lda"][0]["ranks"]["test"]) == runs["lda"][0]["evaluated_users"]
+    assert set(table["paired"]) == {"lda vs sasrec", "lda vs gru4rec", "sasrec vs gru4rec"}
+    assert set(table["by_history_length"]) == {"lda", "sasrec", "gru4rec"}
+    capsys.readouterr()
+    for args, names in [
+        (["--models", "gru4rec", "--config", f"sasrec={sasrec}"], "sasrec is not one of --models"),
+        (["--config", f"gru4rec={sasrec}"], "the file configures sasrec, not gru4rec"),
+        (["--config", str(sasrec)], "give MODEL=FILE"),
+    ]:
+        status, stdout, err = run_main(["compare", *args, *SMALL], capsys)
+        assert status == 2 and names in err and err.count("\n") == 1 and "data:" not in stdout

@@ -66,6 +66,7 @@ class Recommender(nn.Module):
     causal: ClassVar[bool] = False  # the state at t depends on items up to t only
     streams: ClassVar[bool] = False  # offers start/step for event-by-event inference
     uses: ClassVar[tuple[str, ...]] = ()  # ModelConfig fields it reads beyond the shared ones
+    search_space: ClassVar[tuple] = ()  # what `tune` varies (elastic_edu.search_space)
 
     def __init__(self, config: ModelConfig):
         super().__init__()

@@ -33,6 +33,7 @@ from elastic_edu.models.base import EncoderOutput, SequentialRecommender
 from elastic_edu.models.experts import LearnedExperts, interest_memory
 from elastic_edu.models.registry import register
 from elastic_edu.nn.causal_dispatcher import CausalDispatcherBlock, LayerState
+from elastic_edu.search_space import CONTEXT, EXPERTS, HEADS, MEMORY, SHARED
 
 
 @dataclass
@@ -60,6 +61,7 @@ class CausalDispatcherEncoder(SequentialRecommender):
     streams = True
     positions = False  # order comes from the experts' recency rates
     uses = ("num_experts",)
+    search_space = (*SHARED, HEADS, EXPERTS)
 
     def __init__(self, config: ModelConfig):
         super().__init__(config)
@@ -154,6 +156,7 @@ class ELASTICCausal(CausalDispatcherEncoder):
 
     name = "elastic-causal"
     uses = ("num_experts", "memory")
+    search_space = (*SHARED, HEADS, EXPERTS, *MEMORY, CONTEXT)
 
     def __init__(self, config: ModelConfig):
         super().__init__(config)

@@ -22,6 +22,7 @@ from elastic_edu.models.base import EncoderOutput, SequentialRecommender
 from elastic_edu.models.experts import LearnedExperts, interest_memory
 from elastic_edu.models.registry import register
 from elastic_edu.nn.dispatcher import DispatcherBlock
+from elastic_edu.search_space import EXPERTS, HEADS, MEMORY, SHARED
 
 
 class DispatcherEncoder(SequentialRecommender):
@@ -30,6 +31,7 @@ class DispatcherEncoder(SequentialRecommender):
     objectives = ("cloze", "cut")
     default_objective = "cloze"
     uses = ("num_experts",)
+    search_space = (*SHARED, HEADS, EXPERTS)
 
     def __init__(self, config: ModelConfig):
         super().__init__(config)
@@ -86,6 +88,7 @@ class ELASTIC(DispatcherEncoder):
 
     name = "elastic-bidir"
     uses = ("num_experts", "memory")
+    search_space = (*SHARED, HEADS, EXPERTS, *MEMORY)  # its query reads the history: no context
 
     def __init__(self, config: ModelConfig):
         super().__init__(config)

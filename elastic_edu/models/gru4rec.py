@@ -14,6 +14,7 @@ from torch import nn
 from elastic_edu.config import ModelConfig
 from elastic_edu.models.base import EncoderOutput, SequentialRecommender
 from elastic_edu.models.registry import register
+from elastic_edu.search_space import SHARED
 
 
 def align_right(items: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
@@ -35,6 +36,7 @@ class GRU4Rec(SequentialRecommender):
     causal = True
     positions = False  # the recurrence knows the order
     final_norm = False  # as RecBole's: GRU -> dropout -> linear
+    search_space = SHARED  # dim is the GRU's hidden size, layers its stacked GRUs
 
     def __init__(self, config: ModelConfig):
         super().__init__(config)

@@ -1,7 +1,8 @@
 """The model registry: every model is declared once, by its class, and everything reads it.
 
-A model class sets `name`, `objectives`, `default_objective` and `uses` (the ModelConfig fields it
-reads beyond the shared ones) and is decorated with `register`. The command line, the bench,
+A model class sets `name`, `objectives`, `default_objective`, `uses` (the ModelConfig fields it
+reads beyond the shared ones) and `search_space` (what `tune` varies, elastic_edu.search_space)
+and is decorated with `register`. The command line, the bench,
 the widgets and `elastic_edu.experiment` take model names, objectives and help text from here.
 """
 
@@ -24,6 +25,7 @@ class ModelSpec:
     causal: bool
     streams: bool
     summary: str
+    search_space: tuple = ()  # what `tune` varies (elastic_edu.search_space)
 
     @property
     def trainable(self) -> bool:
@@ -47,7 +49,7 @@ def register(cls: type) -> type:
     REGISTRY[name] = ModelSpec(
         name=name, cls=cls, objectives=tuple(cls.objectives),
         default_objective=cls.default_objective, uses=tuple(cls.uses), causal=cls.causal,
-        streams=cls.streams, summary=summary,
+        streams=cls.streams, summary=summary, search_space=tuple(cls.search_space),
     )  # fmt: skip
     return cls
 

@@ -13,6 +13,7 @@ from elastic_edu.config import ModelConfig
 from elastic_edu.models.base import EncoderOutput, SequentialRecommender
 from elastic_edu.models.registry import register
 from elastic_edu.nn.attention import TransformerBlock
+from elastic_edu.search_space import HEADS, SHARED
 
 
 @register
@@ -24,6 +25,7 @@ class SASRec(SequentialRecommender):
     default_objective = "all"
     causal = True
     uses = ("attention",)
+    search_space = (*SHARED, HEADS)
 
     def __init__(self, config: ModelConfig):
         super().__init__(config)
