@@ -80,7 +80,7 @@ MEMORY = (
     Choice("subkeys", (16, 32, 64)),  # M = 256, 1024 or 4096 slots
     Choice("balance", (0.0, 0.01, 0.05)),
 )
-CONTEXT = Choice("context", (25, 50, 100, 200))  # elastic-causal's older items for the query
+CONTEXT = Choice("context", (25, 50, 100, 200, 1000))  # older items for the query (1000: all)
 
 
 def names(space) -> tuple[str, ...]:
