@@ -23,8 +23,9 @@ def choose_device(preference: str | None = None) -> torch.device:
     if dev.type not in ("cpu", "cuda", "mps"):
         raise ValueError(f"device={preference!r}: elastic_edu runs on cpu, cuda or mps only; "
                          f"choose one of {choices}")  # fmt: skip
-    if str(dev) not in available_devices() and not (dev.type == "cpu" and dev.index == 0):
-        what = {"cuda": "CUDA", "mps": "MPS", "cpu": "this CPU"}[dev.type]
+    one = dev.type != "cuda" and dev.index in (None, 0)  # cpu:0 is cpu, mps:0 is mps
+    if (dev.type if one else str(dev)) not in available_devices():
+        what = {"cuda": "CUDA", "mps": "MPS"}.get(dev.type, str(dev))
         if dev.type == "cuda" and torch.cuda.is_available():
             what = f"GPU {dev.index} (this machine has {torch.cuda.device_count()})"
         raise ValueError(f"device={preference!r}: {what} is not available on this machine; "
