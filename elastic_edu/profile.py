@@ -209,7 +209,7 @@ def memory_limits(device: torch.device, root: Path = Path("/")) -> dict[str, flo
         soft = resource.getrlimit(resource.RLIMIT_AS)[0]
         if soft != resource.RLIM_INFINITY:
             pages = int((root / "proc/self/statm").read_text().split()[0])
-            out["RLIMIT_AS (ulimit -v)"] = max(0.0, soft - pages * resource.getpagesize())
+            out["RLIMIT_AS (ulimit -v)"] = float(max(0, soft - pages * resource.getpagesize()))
     return out
 
 
@@ -243,7 +243,7 @@ def _cgroup_free(root: Path) -> dict[str, float]:
                     stat = dict(row.split() for row in (folder / "memory.stat").read_text()
                                 .splitlines() if len(row.split()) == 2)  # fmt: skip
                     usage -= int(stat.get(inactive, 0))
-                    out[f"cgroup {limit_file}"] = max(0.0, int(limit) - usage)
+                    out[f"cgroup {limit_file}"] = float(max(0, int(limit) - usage))
                     break
     return out
 
