@@ -11,17 +11,21 @@ dispatcher attention over k interest experts is linear in N, with up to 90% less
 **our decisions** (also in the JSON's ``settings``): labels and workloads are described in
 `elastic_edu.bench_point`; every point builds its model for its own N and measures with
 `elastic_edu.profile` (median latency after warm-up, peak tensor memory) and counts FLOPs with
-`elastic_edu.flops` on the meta device, so points out of memory or time still get their cost.
+`elastic_edu.flops` on the meta device, so points out of memory or time still get their cost
+(a count that takes longer than --timeout is skipped: ``flops_source`` says so).
 On CPU each point runs in a fresh process (forkserver) under an address-space cap; on GPU in
 this process. A point out of memory or time is recorded as ``oom``/``timeout`` and larger N of
 that model and mode are skipped with the same status; any other failure is recorded as
-``error``, and the command then exits with status 1.
+``error``, and the command then exits with status 1. --out is checked before anything is
+measured; if it cannot be written at the end, the JSON is kept in the temporary folder and the
+command exits with status 2, saying where.
 """
 
 from __future__ import annotations
 
 import datetime
 import gc
+import json
 import multiprocessing as mp
 import platform
 import resource
@@ -37,7 +41,8 @@ from elastic_edu import bench_report, profile
 from elastic_edu.bench_point import is_oom, point_flops, run_point
 from elastic_edu.bench_settings import Formatter, add_options, check_settings, settings_from_args
 from elastic_edu.device import choose_device, describe_device
-from elastic_edu.files import write_json
+from elastic_edu.files import check_writable, write_json, write_or_keep
+from elastic_edu.flops import CountTimeout
 from elastic_edu.options import plain
 
 START_METHOD = "forkserver"  # a fresh process per CPU point, without the parent's memory
@@ -115,6 +120,8 @@ def run_bench(s: dict, out: str | None = None, log=print) -> dict:
     ``if __name__ == "__main__":`` guard (the CLI, pytest and notebooks need nothing).
     """
     variants = check_settings(s)
+    if out:
+        check_writable(out, "--out")
     device = choose_device(s["device"])
     bench = {
         "machine": {"hostname": platform.node(), "platform": platform.platform(),
@@ -135,29 +142,54 @@ def run_bench(s: dict, out: str | None = None, log=print) -> dict:
         if START_METHOD == "forkserver":  # torch._dynamo: 2 s in every fresh process otherwise
             ctx.set_forkserver_preload(["elastic_edu.bench", "torch._dynamo"])
     failed: dict[tuple[str, str], str] = {}
-    total, done = len(s["modes"]) * len(s["lengths"]) * len(variants), 0
+    total, done, unwritten = len(s["modes"]) * len(s["lengths"]) * len(variants), 0, False
     for mode in s["modes"]:
         for n in s["lengths"]:
             for v in variants:
                 done += 1
+                key, t0 = (v.label, mode), time.perf_counter()
                 point = {"model": v.label, "n": n, "batch": s["batch"], "mode": mode, "k": v.k,
                          "compile": v.compile, "dtype": s["dtype"], "latency_ms": None,
-                         "peak_mb": None, "flops": point_flops(v, s, n, mode),
-                         "flops_source": "meta"}  # fmt: skip
-                key, t0 = (v.label, mode), time.perf_counter()
+                         "peak_mb": None, **_meta_flops(v, s, n, mode)}  # fmt: skip
                 if key in failed:
                     point.update(status=failed[key].split()[0], note=f"skipped: {failed[key]}")
                 else:
                     spec = {"settings": s, "variant": v, "n": n, "mode": mode,
-                            "device": str(device), "flops": point["flops"]}  # fmt: skip
+                            "device": str(device), "flops": point["flops"],
+                            "flops_source": point["flops_source"]}  # fmt: skip
                     point.update(_run_isolated(ctx, spec) if ctx else _run_in_process(spec))
                     if point["status"] != "ok":
                         failed[key] = f"{point['status']} at n={n}"
                 bench["points"].append(point)
                 log(_progress_line(done, total, point, time.perf_counter() - t0))
                 if out:
-                    write_json(out, bench)
+                    unwritten = _rewrite(out, bench, unwritten, log)
     return bench
+
+
+def _meta_flops(v, s: dict, n: int, mode: str) -> dict:
+    """The point's FLOPs counted on the meta device within --timeout: flops and flops_source
+    (``meta``; flops None when meta cannot run the model, which run_point then counts on the
+    device), or ``skipped`` with a note past the time limit."""
+    try:
+        return {"flops": point_flops(v, s, n, mode, time.perf_counter() + s["timeout"]),
+                "flops_source": "meta"}  # fmt: skip
+    except CountTimeout:
+        note = f"counting on meta took longer than --timeout ({s['timeout']:g} s)"
+        return {"flops": None, "flops_source": "skipped", "flops_note": note}
+
+
+def _rewrite(out, bench: dict, unwritten: bool, log) -> bool:
+    """Rewrite `out` after a point; a failed write is said once and measuring goes on (the
+    final write keeps the JSON elsewhere if it fails again). Whether this write failed."""
+    try:
+        write_json(out, bench)
+        return False
+    except OSError as err:
+        if not unwritten:
+            log(f"warning: --out {out} could not be written ({err.strerror or err}); measuring "
+                "goes on and tries again at the end")  # fmt: skip
+        return True
 
 
 def _progress_line(done: int, total: int, p: dict, seconds: float) -> str:
@@ -193,9 +225,17 @@ def run_settings(s: dict) -> int:
         print("\n" + bench_report.format_efficiency(bench, at=s["lengths"][-1:]))
     if any(p["mode"] == "stream" for p in bench["points"]):
         print("\n" + bench_report.format_stream(bench))
-    if s["out"]:
-        print(f"wrote {s['out']}")
     errors = [p for p in bench["points"] if p["status"] == "error"]
     for p in errors:
         print(f"error: {p['model']} {p['mode']} n={p['n']}: {p['note']}", file=sys.stderr)
+    if s["out"]:
+        where, error = write_or_keep(lambda p: write_json(p, bench), s["out"], "--out")
+        if error is None:
+            print(f"wrote {where}")
+        else:
+            if where is None:
+                print(json.dumps(bench, default=str))
+                error += "; the bench JSON is printed on stdout"
+            print(f"error: {error}", file=sys.stderr)
+            return 2
     return 1 if errors else 0

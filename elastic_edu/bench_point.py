@@ -153,19 +153,22 @@ def workload(model, mode: str, items, targets, autocast, optimizer=None, compile
     return run
 
 
-def point_flops(v: Variant, s: dict, n: int, mode: str) -> int | None:
+def point_flops(v: Variant, s: dict, n: int, mode: str, deadline: float = math.inf) -> int | None:
     """Matrix-product FLOPs of one run (per event in stream mode), counted on the meta device;
-    None if the model cannot run there."""
+    None if the model cannot run there. Past `deadline` (``time.perf_counter()``) it raises
+    `elastic_edu.flops.CountTimeout`."""
     try:
         with torch.device("meta"):
             model = build_model(model_config(v, s, n)).train(mode == "train")
             items, targets = make_inputs(s, n, "meta")
         if mode == "inference":
-            return flops.count_flops(lambda: model.encode(items))
+            return flops.count_flops(lambda: model.encode(items), deadline)
         if mode == "stream":
             state = model.start(batch=s["batch"])
-            return flops.count_flops(lambda: model.step(state, items[:, 0]))
-        return flops.count_flops(lambda: model.loss(items, targets, OBJECTIVE).backward())
+            return flops.count_flops(lambda: model.step(state, items[:, 0]), deadline)
+        return flops.count_flops(lambda: model.loss(items, targets, OBJECTIVE).backward(), deadline)
+    except flops.CountTimeout:
+        raise
     except Exception:  # noqa: BLE001 - run_point counts on the real device instead
         return None
 
@@ -198,9 +201,19 @@ def run_point(spec: dict) -> dict:
            "params": params, "peak_mb": None}  # fmt: skip
     if v.compile == "off" or device.type == "cuda":  # PeakMemory sees eager ops only
         out["peak_mb"] = profile.peak_memory(run, device) / 2**20
-    if spec.get("flops") is None:  # the meta device could not run it: count on the device
-        out["flops"], out["flops_source"] = flops.count_flops(run), "device"
+    if spec.get("flops") is None and spec.get("flops_source") != "skipped":
+        out.update(device_flops(run, s["timeout"]))  # the meta device could not run it
     return out
+
+
+def device_flops(run, timeout: float) -> dict:
+    """FLOPs of one more run on the device, within `timeout` seconds (else skipped)."""
+    try:
+        return {"flops": flops.count_flops(run, time.perf_counter() + timeout),
+                "flops_source": "device"}  # fmt: skip
+    except flops.CountTimeout:
+        return {"flops": None, "flops_source": "skipped",
+                "flops_note": f"counting took longer than --timeout ({timeout:g} s)"}  # fmt: skip
 
 
 def _precompile(run, compile_mode: str, deadline: float, timeout: float) -> float:

@@ -6,9 +6,7 @@ error naming the option (the CLI turns it into "error: ..." and exit status 2).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import math
-from pathlib import Path
 
 import torch
 
@@ -22,7 +20,9 @@ from elastic_edu.bench_point import (
     model_config,
 )
 from elastic_edu.device import choose_device
+from elastic_edu.files import check_writable
 from elastic_edu.models import REGISTRY, SequentialRecommender
+from elastic_edu.profile import available_memory
 
 DEFAULT_LENGTHS = [128 * 2**i for i in range(8)]  # 128 .. 16384
 MODES = ("inference", "train", "stream")
@@ -74,15 +74,9 @@ def check_settings(s: dict) -> list[Variant]:
                                  f"models that do: {', '.join(streams)}")  # fmt: skip
     for v in variants:  # dim, heads, layers: the model's own checks
         model_config(v, s, max(s["lengths"]))
+    if s.get("out"):  # before anything is measured
+        check_writable(s["out"], "--out")
     return variants
-
-
-def _mem_available_mb() -> float | None:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) / 1024
-    return None
 
 
 class Formatter(argparse.RawDescriptionHelpFormatter):
@@ -109,7 +103,8 @@ OPTIONS = [  # flag, default, help, extra add_argument keywords
     ("--repeats", 5, "timed runs per point (the median is kept)", {"type": int}),
     ("--warmup", None, "untimed runs first (none: 1 on CPU, 3 on GPU)", {"type": int}),
     ("--timeout", 120.0, "seconds per point", {"type": float}),
-    ("--mem-limit", None, "GiB per CPU point (none: 80% of MemAvailable)", {"type": float}),
+    ("--mem-limit", None, "GiB per CPU point (none: 80% of the free memory: MemAvailable, "
+     "the cgroup's limit, ulimit -v)", {"type": float}),
     ("--threads", None, "torch CPU threads (none: torch's)", {"type": int}),
     ("--compile", ["off"], "torch.compile modes to measure each model with (off: eager; "
      "reduce-overhead: CUDA graphs)", {"nargs": "+", "choices": list(COMPILE_TAGS)}),
@@ -140,7 +135,8 @@ def settings_from_args(a: argparse.Namespace) -> dict:
     cpu = device.type == "cpu"
     if a.mem_limit is not None:
         _in_range(a.mem_limit, "--mem-limit", 1e-6, math.inf)
-    mem = a.mem_limit * 1024 if a.mem_limit is not None else (_mem_available_mb() or 0) * 0.8
+    free = available_memory(torch.device("cpu")) or 0
+    mem = a.mem_limit * 1024 if a.mem_limit is not None else free / 2**20 * 0.8
     s = {"models": a.models, "lengths": sorted(set(a.lengths)), "ks": a.k, "modes": a.modes,
          "batch": a.batch, "device": str(device), "dtype": a.dtype, "dim": a.dim,
          "layers": a.layers, "heads": a.heads, "num_items": a.num_items, "repeats": a.repeats,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +19,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from elastic_edu.checkpoint import atomic_save, last_path, save_checkpoint
+from elastic_edu.checkpoint import atomic_save, last_path
 from elastic_edu.config import TrainConfig
+from elastic_edu.files import write_or_keep
 
 
 @dataclass
@@ -47,6 +49,7 @@ class Run:
     seconds_before: float = 0.0  # training time of the run this one resumes
     rank_rng: list | None = None  # under torchrun: every rank's torch generator state
     is_main: bool = True  # rank 0 (or the only process): validates, checkpoints, reports
+    write_errors: list[str] = field(default_factory=list)  # checkpoints that could not be written
 
     @property
     def seconds(self) -> float:
@@ -139,37 +142,66 @@ class Checkpointing(Callback):
 
     The resume checkpoint (`elastic_edu.checkpoint.last_path`) holds the optimizer, the history,
     the best weights so far and the random generators, so `fit(resume=True)` continues exactly.
+    Both record `data` (`elastic_edu.checkpoint.data_fingerprint`). A write that fails (a full
+    disk) does not stop training: it is said at once and tried again at the end, and a file that
+    still cannot be written is kept in the temporary folder; `run.write_errors` says where.
     """
 
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
+    def __init__(self, path: str | Path, data: dict | None = None):
+        self.path, self.data = Path(path), data
+        self.pending: dict[Path, dict] = {}  # files whose latest write failed: their payload
 
     def on_epoch_end(self, run: Run) -> None:
         if not run.is_main:
             return
         if run.improved:
-            self._save_best(run)
+            self._save(self.path, best_payload(run, self.data))
         if not run.partial:  # resuming repeats a cut-short epoch from its start
-            atomic_save(resume_payload(run), last_path(self.path))
+            self._save(last_path(self.path), resume_payload(run, self.data))
 
     def on_fit_end(self, run: Run) -> None:
-        if run.is_main and run.best_state is not None:
-            self._save_best(run)
+        if not run.is_main:
+            return
+        if run.best_state is not None:
+            self.pending[self.path] = best_payload(run, self.data)
+        for path, payload in self.pending.items():
+            what = "checkpoint" if path == self.path else "resume checkpoint"
+            _, error = write_or_keep(lambda p, payload=payload: atomic_save(payload, p), path, what)
+            if error:
+                run.write_errors.append(error)
+        self.pending.clear()
 
-    def _save_best(self, run: Run) -> None:
-        model = run.model
-        with torch.no_grad():
-            live = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            model.load_state_dict(run.best_state)
-            save_checkpoint(self.path, model, run.config, best_epoch=run.best_epoch)
-            model.load_state_dict(live)
+    def _save(self, path: Path, payload: dict) -> None:
+        try:
+            atomic_save(payload, path)
+            self.pending.pop(path, None)
+        except OSError as err:
+            if path not in self.pending:
+                reason = err.strerror or err
+                print(f"warning: {path} could not be written ({reason}); training goes on and "
+                      "tries again at the end", file=sys.stderr, flush=True)  # fmt: skip
+            self.pending[path] = copy.deepcopy(payload)  # training goes on changing the state
 
 
-def resume_payload(run: Run) -> dict:
-    """Everything `fit` needs to continue `run` after its last completed epoch."""
+def best_payload(run: Run, data: dict | None = None) -> dict:
+    """The best weights so far with the configs (`elastic_edu.checkpoint.save_checkpoint`'s
+    format) and the data they were trained on."""
     return {
         "model_config": run.model.config.to_dict(),
         "train_config": run.config.to_dict(),
+        "state_dict": run.best_state,
+        "best_epoch": run.best_epoch,
+        "data": data,
+    }
+
+
+def resume_payload(run: Run, data: dict | None = None) -> dict:
+    """Everything `fit` needs to continue `run` after its last completed epoch (and the data it
+    ran on, which a resumed run must share)."""
+    return {
+        "model_config": run.model.config.to_dict(),
+        "train_config": run.config.to_dict(),
+        "data": data,
         "state_dict": {k: v.detach().cpu() for k, v in run.model.state_dict().items()},
         "optimizer": run.optimizer.state_dict(),
         "epoch": run.epoch,

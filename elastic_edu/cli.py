@@ -9,18 +9,21 @@
 
 Options are generated from the configuration dataclasses (elastic_edu.config), so every option
 shows its default and its help. Mistakes in the arguments print one line and exit with status 2
-(--debug shows the traceback); a run that diverges exits with status 1 and writes no metrics;
-Ctrl-C or SIGTERM during training writes the results of the best weights so far, marked
-"stopped": "interrupted", and exits with status 130.
+(--debug shows the traceback); so does a file that could not be written at the end, after
+keeping its content in the temporary folder (the line says where). A run that diverges exits
+with status 1 and writes no metrics; Ctrl-C or SIGTERM during training writes the results of
+the best weights so far, marked "stopped": "interrupted", and exits with status 130.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
 from elastic_edu.config import MemoryConfig, ModelConfig, TrainConfig, read_config_file
-from elastic_edu.files import check_writable, write_json
+from elastic_edu.files import check_writable, write_json, write_or_keep
 from elastic_edu.options import Parser, UserError, add_dataclass_options, count, overrides, plain
 
 
@@ -195,7 +198,32 @@ def _check_resume(ckpt) -> None:
 
     if ckpt is None:
         raise UserError("--resume needs the --checkpoint of the run to continue")
-    read_checkpoint(last_path(ckpt))
+    read_checkpoint(last_path(ckpt), resume=True)
+
+
+def _check_checkpoint(out: Path | None, ckpt: Path | None) -> None:
+    """--checkpoint and its resume file beside it can be written, and --out is neither."""
+    from elastic_edu.checkpoint import check_checkpoint_paths, last_path
+
+    if ckpt is None:
+        return
+    try:
+        check_checkpoint_paths(ckpt, "--checkpoint")
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    if out is not None and out.resolve() == ckpt.resolve():
+        raise UserError(f"--out {out} is the --checkpoint too: the results would overwrite the "
+                        "weights; give --out another file")  # fmt: skip
+    if out is not None and out.resolve() == last_path(ckpt).resolve():
+        raise UserError(f"--out {out} is where --checkpoint {ckpt} keeps its resume checkpoint; "
+                        "give --out another file")  # fmt: skip
+
+
+def _check_device(args) -> None:
+    """--device names a device this machine offers (checked before the data are read)."""
+    from elastic_edu.device import choose_device
+
+    choose_device(args.device)
 
 
 def _check_resources(mc, tc) -> None:
@@ -209,8 +237,10 @@ def cmd_train(args) -> int:
 
     out = _check_output(args.out, "--out")
     ckpt = _check_output(args.checkpoint, "--checkpoint")
+    _check_checkpoint(out, ckpt)
     if args.resume:
         _check_resume(ckpt)
+    _check_device(args)
     base, named = read_config_file(args.config) if args.config else ({}, None)
     args.model = args.model or base.get("model") or "elastic"
     base.pop("model", None)
@@ -227,15 +257,15 @@ def cmd_train(args) -> int:
     result["data"] = data.summary()
     print_metrics(f"{mc.model} (seed {tc.seed}, {result['device_name']}, "
                   f"{result['train_seconds']:.0f} s, {result['stopped']})", result)  # fmt: skip
-    if out:
-        print(f"wrote {write_json(out, jsonable(result))}")
-    return 130 if result["stopped"] == "interrupted" else 0
+    status = _finish(out, jsonable(result), result.get("write_errors", []))
+    return status or (130 if result["stopped"] == "interrupted" else 0)
 
 
 def cmd_compare(args) -> int:
     from elastic_edu.experiment import comparison, run
 
     out = _check_output(args.out, "--out")
+    _check_device(args)
     bases = _compare_configs(args)
     _plans(args, 1, bases)  # every spec, before the data are read
     data, split = _load(args)
@@ -265,9 +295,7 @@ def cmd_compare(args) -> int:
         print(f"paired {name}: NDCG@10 diff {test['mean_diff']:+.4f} "
               f"(95% CI {test['ci95'][0]:+.4f}..{test['ci95'][1]:+.4f}), "
               f"sign test p = {test['sign_test_p']:.3g}")  # fmt: skip
-    if out:
-        print(f"wrote {write_json(out, payload)}")
-    return 0
+    return _finish(out, payload)
 
 
 def cmd_tune(args) -> int:
@@ -329,8 +357,14 @@ def _report_tune(payload: dict, out) -> int:
 
 
 def _plans(args, num_items: int, bases: dict | None = None) -> list[tuple]:
-    """(label, ModelConfig, TrainConfig) of every model x seed; a bad spec is a UserError."""
-    plans = []
+    """(label, ModelConfig, TrainConfig) of every model x seed; a bad spec, a seed given twice
+    or two specs that make the same runs are UserErrors (a standard error over repeats of one
+    run would read 0)."""
+    twice = [seed for j, seed in enumerate(args.seeds) if seed in args.seeds[:j]]
+    if twice:
+        raise UserError(f"--seeds {' '.join(map(str, args.seeds))}: seed {twice[0]} is given "
+                        "twice; give each seed once")  # fmt: skip
+    plans, made = [], {}
     for spec in args.models:
         try:
             seeds = args.seeds[:1] if spec.partition(":")[0] == "popularity" else args.seeds
@@ -339,6 +373,16 @@ def _plans(args, num_items: int, bases: dict | None = None) -> list[tuple]:
                 plans.append((spec, *_configs(spec, num_items, args, seed, base)))
         except ValueError as err:
             raise UserError(f"--models {spec}: {err}") from None
+        key = json.dumps([plans[-1][1].to_dict(), plans[-1][2].to_dict()], sort_keys=True)
+        if key in made:
+            what = (
+                f"{spec} is given twice"
+                if made[key] == spec
+                else f"{made[key]} and {spec} are one model"
+            )
+            raise UserError(f"--models: {what} (same model, objective and settings); give each "
+                            "model once")  # fmt: skip
+        made[key] = spec
     return plans
 
 
@@ -378,6 +422,25 @@ def _compare_configs(args) -> dict[str, dict]:
         bases[spec], named = settings, [*named, dataset]
     args.dataset = _dataset(args, named)
     return bases
+
+
+def _finish(out: Path | None, payload: dict, errors: list[str] = ()) -> int:
+    """Write `payload` to --out and report: 0, or 2 with one line saying what could not be
+    written and where its content is (the temporary folder; stdout if that fails too)."""
+    errors, error = list(errors), None
+    if out is not None:
+        where, error = write_or_keep(lambda p: write_json(p, payload), out, "--out")
+        if error is None:
+            print(f"wrote {where}")
+        elif where is None:
+            print(json.dumps(payload, default=str))
+            error += "; the results JSON is printed on stdout"
+    if error is None and not errors:
+        return 0
+    if error is None and out is not None:
+        errors.append(f"the results are in {out}")
+    print("error: " + "; ".join([*errors, *([error] if error else [])]), file=sys.stderr)
+    return 2
 
 
 def _say(text: str) -> None:

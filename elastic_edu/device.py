@@ -8,20 +8,39 @@ import torch
 def choose_device(preference: str | None = None) -> torch.device:
     """Return `preference` if given (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``), else the best.
 
-    Raises ValueError naming the argument when the requested device is not available.
+    Raises ValueError naming the argument and listing this machine's devices when the requested
+    one is not a device, not one this package runs on (tpu, xla, meta), or not available here.
     """
-    if preference not in (None, "", "auto"):
+    if preference in (None, "", "auto"):
+        return torch.device(available_devices()[0])
+    choices = ", ".join(["auto", *available_devices()])
+    try:
         dev = torch.device(preference)
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device={preference!r}: CUDA is not available on this machine")
-        if dev.type == "mps" and not torch.backends.mps.is_available():
-            raise ValueError(f"device={preference!r}: MPS is not available on this machine")
-        return dev
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(
+            f"device={preference!r} is not a device: choose one of {choices}"
+        ) from None
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device={preference!r}: elastic_edu runs on cpu, cuda or mps only; "
+                         f"choose one of {choices}")  # fmt: skip
+    one = dev.type != "cuda" and dev.index in (None, 0)  # cpu:0 is cpu, mps:0 is mps
+    if (dev.type if one else str(dev)) not in available_devices():
+        what = {"cuda": "CUDA", "mps": "MPS"}.get(dev.type, str(dev))
+        if dev.type == "cuda" and torch.cuda.is_available():
+            what = f"GPU {dev.index} (this machine has {torch.cuda.device_count()})"
+        raise ValueError(f"device={preference!r}: {what} is not available on this machine; "
+                         f"choose one of {choices}")  # fmt: skip
+    return dev
+
+
+def available_devices() -> list[str]:
+    """The devices this machine offers, the best first: cuda and cuda:i per GPU, mps, cpu."""
+    out = []
     if torch.cuda.is_available():
-        return torch.device("cuda")
+        out += ["cuda", *(f"cuda:{i}" for i in range(torch.cuda.device_count()))]
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+        out.append("mps")
+    return [*out, "cpu"]
 
 
 def describe_device(device: torch.device) -> str:

@@ -8,6 +8,8 @@
      "config": {"model": .., "train": .., "dataset": ..}, "device": "...", "device_name": "...",
      "train_seconds": .., "best_epoch": .., "stopped": .., "history": [...], ...}
 
+and ``"write_errors": [...]`` when a checkpoint could not be written (each says where it is kept).
+
 `compare_runs` pairs two models user by user (bootstrap interval and sign test);
 `by_history_length` breaks NDCG@10 down by how long each test user's history is.
 """
@@ -98,6 +100,8 @@ def run(
         "history_lengths": [len(h) for h in split.test.histories],
         "interests": interest_stats(model, split.test.histories),
     })  # fmt: skip
+    if fitted.write_errors:  # checkpoints that could not be written (kept elsewhere, or lost)
+        result["write_errors"] = fitted.write_errors
     result["model"] = model
     return result
 

@@ -2,7 +2,8 @@
 
 Every file the package writes (result JSON, bench JSON, checkpoints) goes to a temporary file in
 the same folder first and is renamed over its path only when complete, so an interrupted run
-never leaves a truncated file behind.
+never leaves a truncated file behind. When the final write fails all the same (a full disk, a
+folder put in the way), `write_or_keep` keeps the content in the temporary folder and says where.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -59,3 +60,32 @@ def write_json(path: str | os.PathLike, payload) -> Path:
     with replacing(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
         json.dump(payload, fh, indent=1, default=str)
     return Path(path)
+
+
+def write_or_keep(
+    write: Callable[[Path], object], path: str | os.PathLike, what: str
+) -> tuple[Path | None, str | None]:
+    """Call ``write(path)``; if it fails with an OSError, ``write`` a new file in the temporary
+    folder instead, so that nothing computed is lost.
+
+    Returns (the file written, None), or (the file kept instead, or None when that failed too,
+    and a one-line message naming `what`, `path`, why and where the content is).
+    """
+    path = Path(path)
+    try:
+        write(path)
+        return path, None
+    except OSError as err:
+        failed = f"{what} {path} could not be written ({err.strerror or err})"
+    folder = tempfile.gettempdir()
+    try:
+        fd, kept = tempfile.mkstemp(dir=folder, prefix=f"{path.stem}-", suffix=path.suffix)
+        os.close(fd)
+    except OSError as err:
+        return None, f"{failed}, nor kept in {folder} ({err.strerror or err})"
+    try:
+        write(Path(kept))
+    except OSError as err:
+        os.remove(kept)
+        return None, f"{failed}, nor kept in {folder} ({err.strerror or err})"
+    return Path(kept), f"{failed}: kept in {kept} instead"

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from elastic_edu.data.sequences import EvalSet
-from elastic_edu.histories import PAD
+from elastic_edu.histories import PAD, is_int_id, item_ids
 
 KS = (10, 20, 50)
 
@@ -125,36 +125,6 @@ def evaluate(
     return metrics_from_ranks(ranks, ks)
 
 
-def _is_int_id(value) -> bool:
-    """Whether `value` is an integer id: a Python or NumPy integer, or a 0-d integer tensor."""
-    if torch.is_tensor(value):
-        real = not (value.is_floating_point() or value.is_complex())
-        return value.ndim == 0 and real and value.dtype != torch.bool
-    return isinstance(value, int | np.integer) and not isinstance(value, bool)
-
-
-def _history_ids(history) -> np.ndarray:
-    """`history` (any sequence, array or tensor of item ids) as an int64 array (n,).
-
-    Only integer ids pass: Python and NumPy integers, integer arrays and tensors. Floats, bools
-    and strings raise ValueError naming their positions and values (``3.7`` is not item 3).
-    """
-    if torch.is_tensor(history):
-        history = history.detach().cpu().numpy()
-    if isinstance(history, np.ndarray):
-        if history.ndim != 1:
-            raise ValueError(f"history must be a 1-d sequence of item ids, got {history.shape}")
-        if history.dtype.kind in "iu":
-            return history.astype(np.int64)
-    values = list(history)
-    bad = [(j, v) for j, v in enumerate(values) if not _is_int_id(v)]
-    if bad:
-        shown = ", ".join(f"history[{j}]={v!r} ({type(v).__name__})" for j, v in bad[:5])
-        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
-        raise ValueError(f"history must hold integer item ids; not integers: {shown}{more}")
-    return np.array([int(v) for v in values], dtype=np.int64)
-
-
 def _few_left(left: int, k: int, num_items: int, history: np.ndarray, excluded: bool) -> str:
     """Why `recommend` returns `left` < `k` items: how many the history and -inf scores took."""
     in_history = len(np.unique(history)) if excluded else 0
@@ -178,14 +148,11 @@ def recommend(
     history, ids that are not integers (floats, bools, strings) or outside the
     catalogue, and a `k` that is not an integer in 1..I.
     """
-    history = _history_ids(history)
     num_items = model.item_repr().shape[0] - 1
+    history = item_ids(history, num_items).cpu().numpy()
     if history.size == 0:
         raise ValueError("history is empty: give at least one item id")
-    bad = history[(history < 1) | (history > num_items)]
-    if bad.size:
-        raise ValueError(f"history has item ids outside 1..{num_items}: {bad[:5].tolist()}")
-    if not _is_int_id(k) or not 1 <= k <= num_items:
+    if not is_int_id(k) or not 1 <= k <= num_items:
         raise ValueError(f"k={k!r} must be an integer in 1..{num_items}")
     was_training = model.training
     model.eval()

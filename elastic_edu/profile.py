@@ -6,7 +6,9 @@
   before it; ``torch.cuda.max_memory_allocated`` on a GPU, `PeakMemory` (a dispatch mode that
   follows every tensor an op creates until it is freed) elsewhere. Both count tensors, not the
   process: a long-lived notebook kernel or the allocator's caches do not enter.
-- `estimate_memory` / `check_memory`: before training, what one run will hold, by formula.
+- `estimate_memory` / `check_memory`: before training, what one run will hold (every tensor of
+  the model, counted on the meta device, and its activations by formula), against the tightest
+  of `memory_limits` (free GPU memory; MemAvailable, the cgroup's limit and ``ulimit -v``).
 
 FLOPs are counted in `elastic_edu.flops`. The bench (`elastic_edu.bench`), the complexity widget
 and the scripts measure with these functions only.
@@ -15,6 +17,7 @@ and the scripts measure with these functions only.
 from __future__ import annotations
 
 import math
+import resource
 import statistics
 import time
 import weakref
@@ -175,15 +178,23 @@ def peak_memory(fn: Callable[[], object], device: torch.device | str = "cpu") ->
 
 
 def estimate_memory(mc: ModelConfig, tc: TrainConfig) -> dict[str, float]:
-    """Bytes one training run needs, by part: parameters (x4 with grads and AdamW), memory table,
-    activations of one batch. Rough (within a small factor), but computed before allocating."""
-    from elastic_edu.models import get_spec
+    """Bytes one training run needs, by part: the parameters and buffers outside the interest
+    memory; those of the memory (its query network, keys and value table) with its retrieval's
+    activations; the activations of one batch elsewhere. Parameters count x4 (gradients, AdamW's
+    two moments). Every tensor of the model is counted exactly, on a copy built on the meta
+    device (nothing allocated); activations are a formula, rough within a small factor."""
+    from elastic_edu.models import build_model, get_spec
 
+    with torch.device("meta"):
+        model = build_model(mc)
+    memory = getattr(model, "memory", None)
+    in_memory = {id(p) for p in memory.parameters()} if memory is not None else set()
+    tensors = [*model.parameters(), *model.buffers()]
+    table = sum(t.numel() for t in tensors if id(t) in in_memory)
+    dense = sum(t.numel() for t in tensors) - table
     spec = get_spec(mc.model)
     b, n, d, i = tc.batch_size, mc.max_len, mc.dim, mc.num_items + 2
     e, h, layers = mc.num_experts, mc.heads, mc.layers
-    dense = i * d + n * d + layers * 12 * d * d
-    table = mc.memory.subkeys**2 * d if "memory" in spec.uses else 0
     targets = n if tc.objective in ("all", "cloze") else 1
     acts = b * n * d * layers * 16 + 3 * b * targets * i
     if mc.model == "sasrec" and mc.attention == "naive":
@@ -192,34 +203,94 @@ def estimate_memory(mc: ModelConfig, tc: TrainConfig) -> dict[str, float]:
         acts += 4 * b * e * n * d * layers
     elif "num_experts" in spec.uses:
         acts += 4 * b * h * e * n * layers
-    return {"parameters": 4 * dense * FLOAT, "memory table": 4 * table * FLOAT,
+    retrieval = 0  # the query's steps, both halves' sub-key scores, the c x c candidate pairs
+    if memory is not None:
+        m = mc.memory
+        retrieval = b * (6 * m.key_dim + 4 * m.subkeys + 2 * min(m.candidates, m.subkeys) ** 2)
+    return {"parameters": 4 * dense * FLOAT, "interest memory": (4 * table + retrieval) * FLOAT,
             "activations": acts * FLOAT}  # fmt: skip
 
 
 def available_memory(device: torch.device) -> float | None:
-    """Free bytes on `device`: the GPU's free memory, or MemAvailable for the CPU."""
+    """Free bytes on `device`: the least of `memory_limits` (None when none can be read)."""
+    limits = memory_limits(device)
+    return min(limits.values()) if limits else None
+
+
+def memory_limits(device: torch.device, root: Path = Path("/")) -> dict[str, float]:
+    """Free bytes under each limit that applies to `device`, by what limits it: the GPU's free
+    memory; elsewhere MemAvailable, the cgroup's limit (memory.max, or cgroup v1's
+    memory.limit_in_bytes) less what the cgroup uses, and RLIMIT_AS (``ulimit -v``) less this
+    process's address space. `root` stands for ``/`` (tests give a folder of fake files)."""
     if device.type == "cuda":
-        return float(torch.cuda.mem_get_info(device)[0])
+        return {"GPU free memory": float(torch.cuda.mem_get_info(device)[0])}
+    out = {}
     with suppress(OSError, ValueError, IndexError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
+        for line in (root / "proc/meminfo").read_text().splitlines():
             if line.startswith("MemAvailable:"):
-                return float(line.split()[1]) * 1024
-    return None
+                out["MemAvailable"] = float(line.split()[1]) * 1024
+    out.update(_cgroup_free(root))
+    with suppress(OSError, ValueError, IndexError):
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft != resource.RLIM_INFINITY:
+            pages = int((root / "proc/self/statm").read_text().split()[0])
+            out["RLIMIT_AS (ulimit -v)"] = float(max(0, soft - pages * resource.getpagesize()))
+    return out
+
+
+CGROUP_FILES = {  # version: (folder under /sys/fs/cgroup, limit, usage, inactive cache in stat)
+    "v2": ("", "memory.max", "memory.current", "inactive_file"),
+    "v1": ("memory", "memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file"),
+}
+
+
+def _cgroup_free(root: Path) -> dict[str, float]:
+    """{"cgroup <limit file>": bytes left} for this process's memory cgroup, if it has a limit:
+    the limit less the usage, the usage without the inactive file cache (which the kernel
+    reclaims first). A namespaced cgroup's own path may not exist: then its mount's root."""
+    out = {}
+    with suppress(OSError):
+        for line in (root / "proc/self/cgroup").read_text().splitlines():
+            _, controllers, where = line.split(":", 2)
+            version = (
+                "v2" if not controllers else "v1" if "memory" in controllers.split(",") else ""
+            )
+            if not version:
+                continue
+            sub, limit_file, usage_file, inactive = CGROUP_FILES[version]
+            base = root / "sys/fs/cgroup" / sub
+            for folder in (base / where.lstrip("/"), base):
+                with suppress(OSError, ValueError):
+                    limit = (folder / limit_file).read_text().strip()
+                    if limit == "max" or int(limit) >= 2**60:  # no limit
+                        break
+                    usage = int((folder / usage_file).read_text())
+                    stat = dict(row.split() for row in (folder / "memory.stat").read_text()
+                                .splitlines() if len(row.split()) == 2)  # fmt: skip
+                    usage -= int(stat.get(inactive, 0))
+                    out[f"cgroup {limit_file}"] = float(max(0, int(limit) - usage))
+                    break
+    return out
 
 
 def check_memory(mc: ModelConfig, tc: TrainConfig, fraction: float = 0.9) -> dict[str, float]:
-    """Raise ValueError before training when the estimate exceeds `fraction` of free memory."""
+    """Raise ValueError before training when the estimate exceeds `fraction` of free memory
+    (the tightest of `memory_limits`, named in the message)."""
     parts = estimate_memory(mc, tc)
-    free = available_memory(choose_device(tc.device))
+    limits = memory_limits(choose_device(tc.device))
     need = sum(parts.values())
-    if free is not None and need > fraction * free:
+    if not limits:
+        return parts
+    limit = min(limits, key=limits.get)
+    free = max(limits[limit], 0.0)
+    if need > fraction * free:
         biggest = max(parts, key=parts.get)
         advice = {"parameters": "--max-len, --dim or the catalogue (--kcore)",
-                  "memory table": "--subkeys (M = subkeys**2 rows)",
+                  "interest memory": "--subkeys (M = subkeys**2 value rows) or --key-dim",
                   "activations": "--batch-size, --max-len or --num-experts"}[biggest]  # fmt: skip
         detail = ", ".join(f"{k} {v / 2**30:.1f} GiB" for k, v in parts.items())
         raise ValueError(
-            f"this run needs about {need / 2**30:.1f} GiB ({detail}) but {free / 2**30:.1f} GiB "
-            f"is free: lower {advice}"
+            f"this run needs about {need / 2**30:.1f} GiB ({detail}) but {free / 2**30:.1f} "
+            f"GiB is free ({limit}): lower {advice}"
         )
     return parts

@@ -32,7 +32,14 @@ from elastic_edu.callbacks import (
     Run,
     TimeBudget,
 )
-from elastic_edu.checkpoint import CheckpointError, last_path, read_checkpoint
+from elastic_edu.checkpoint import (
+    CheckpointError,
+    check_checkpoint_paths,
+    data_fingerprint,
+    first_line,
+    last_path,
+    read_checkpoint,
+)
 from elastic_edu.config import TrainConfig
 from elastic_edu.data.batches import make_sampler
 from elastic_edu.data.sequences import LOOSplit
@@ -54,6 +61,7 @@ class FitResult:
     device: str = "cpu"
     world_size: int = 1
     is_main: bool = True
+    write_errors: list[str] = field(default_factory=list)  # checkpoints kept elsewhere or lost
 
 
 def seed_everything(seed: int) -> None:
@@ -114,11 +122,16 @@ def fit(
 
     sampler: gives each epoch's (inputs, targets) batches from a numpy Generator (default: the
         one `config.objective` names). callbacks: more `Callback` objects.
-    checkpoint: save the best weights there (and a resume checkpoint beside it every epoch).
-    resume: continue from `checkpoint`'s resume checkpoint (optimizer and random state too).
+    checkpoint: save the best weights there (and a resume checkpoint beside it every epoch),
+        both paths checked before training; a write that fails is kept elsewhere and reported
+        in `FitResult.write_errors`.
+    resume: continue from `checkpoint`'s resume checkpoint (optimizer and random state too); it
+        must have been made with the same settings on the same data.
     A model without objectives (popularity) is counted instead of trained.
     """
     config = config or TrainConfig()
+    if checkpoint is not None:
+        check_checkpoint_paths(checkpoint)
     if not model.objectives:  # every process counts; rank 0 reports
         model.count(split.train)
         return FitResult(model=model, stopped="counted", device=str(model.device),
@@ -135,14 +148,15 @@ def fit(
     optimizer = torch.optim.AdamW(param_groups(model, config), lr=config.lr)
     run = Run(model=model, optimizer=optimizer, config=config,
               rng=np.random.default_rng(config.seed), is_main=dist.is_main)  # fmt: skip
+    data = data_fingerprint(split) if checkpoint is not None else None
     if resume:
-        _restore(run, checkpoint, dist)
+        _restore(run, checkpoint, dist, data)
     hooks = [EarlyStopping(config.patience), ProgressBar(f"train {model.name}", progress
              and dist.is_main), *callbacks]  # fmt: skip
     if config.max_minutes is not None:
         hooks.insert(0, TimeBudget(config.max_minutes))
     if checkpoint is not None:
-        hooks.append(Checkpointing(checkpoint))
+        hooks.append(Checkpointing(checkpoint, data))
     autocast = device.type == "cuda" and config.bf16
     for hook in hooks:
         hook.on_fit_start(run)
@@ -201,7 +215,7 @@ def fit(
     return FitResult(model=model, history=run.history, best_epoch=run.best_epoch,
                      best_valid=run.best_valid, train_seconds=run.seconds,
                      stopped=run.stopped, device=str(device), world_size=dist.world_size,
-                     is_main=dist.is_main)  # fmt: skip
+                     is_main=dist.is_main, write_errors=run.write_errors)  # fmt: skip
 
 
 def _validate(dist, model, split: LOOSplit, config: TrainConfig, epoch: int) -> dict:
@@ -214,26 +228,55 @@ def _validate(dist, model, split: LOOSplit, config: TrainConfig, epoch: int) -> 
         ) from None
 
 
-def _restore(run: Run, checkpoint, dist: distributed.Context) -> None:
-    """Load `checkpoint`'s resume state into `run` (weights, optimizer, history, generators)."""
+def _restore(run: Run, checkpoint, dist: distributed.Context, data: dict) -> None:
+    """Load `checkpoint`'s resume state into `run` (weights, optimizer, history, generators),
+    refusing one made for another model, with other settings or on other `data`."""
     if checkpoint is None:
         raise ValueError("resume=True needs the checkpoint path whose run it continues")
     path = last_path(checkpoint)
-    state = read_checkpoint(path)
+    state = read_checkpoint(path, resume=True)
     if state.get("model_config") != run.model.config.to_dict():
         raise CheckpointError(f"resume checkpoint {path} was made for another model config")
-    stored = {k: v for k, v in state["train_config"].items() if k not in ("epochs", "max_minutes")}
+    if not isinstance(state["train_config"], dict):
+        raise CheckpointError(f"resume checkpoint {path} holds no train config dict: it is damaged")
+    stored = {k: v for k, v in state["train_config"].items()
+              if k not in ("epochs", "max_minutes")}  # fmt: skip
     given = {k: v for k, v in run.config.to_dict().items() if k not in ("epochs", "max_minutes")}
     if stored != given:
         diff = {k: (v, given.get(k)) for k, v in stored.items() if given.get(k) != v}
         raise CheckpointError(f"resume checkpoint {path} was made with other settings: {diff}")
+    if not isinstance(state.get("data"), dict):
+        raise CheckpointError(
+            f"resume checkpoint {path} records no data fingerprint (an older "
+            "format): its data cannot be checked; train again without --resume"
+        )
+    if state["data"] != data:
+        diff = {k: (state["data"].get(k), v) for k, v in data.items() if state["data"].get(k) != v}
+        raise CheckpointError(f"resume checkpoint {path} was made on other data (stored, given): "
+                              f"{diff}")  # fmt: skip
+    try:
+        _apply(run, state, dist)
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as err:
+        raise CheckpointError(
+            f"resume checkpoint {path} is damaged: {type(err).__name__}: {first_line(err)}"
+        ) from None
+
+
+def _apply(run: Run, state: dict, dist: distributed.Context) -> None:
+    """Put a resume checkpoint's state into `run`."""
     run.model.load_state_dict(state["state_dict"])
     run.optimizer.load_state_dict(state["optimizer"])
-    run.epoch, run.step, run.history = state["epoch"], state["step"], state["history"]
-    run.seconds_before = state["seconds"]
+    run.epoch, run.step, run.history = int(state["epoch"]), int(state["step"]), state["history"]
+    run.seconds_before = float(state["seconds"])
     best = state["best"]
     run.best_score, run.best_epoch = best["score"], best["epoch"]
     run.best_valid, run.best_state = best["valid"], best["state_dict"]
+    own = run.model.state_dict()
+    if run.best_state is not None and (  # loaded into the model at the end: must fit it now
+        set(run.best_state) != set(own)
+        or any(own[k].shape != v.shape for k, v in run.best_state.items())
+    ):
+        raise ValueError("its best weights do not fit the model")
     ranks = state["rng"].get("torch_ranks")
     same_world = ranks is not None and len(ranks) == dist.world_size
     torch.set_rng_state(ranks[dist.rank] if same_world else state["rng"]["torch"])

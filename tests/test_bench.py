@@ -10,6 +10,7 @@ import platform
 import resource
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -143,3 +144,51 @@ def test_a_point_failing_for_another_reason_is_an_error_and_the_exit_status_is_1
             "variant": parse_label("lda-k4", [4])[0], "device": "cpu"}  # fmt: skip
     result = bench._run_isolated(multiprocessing.get_context("fork"), spec)
     assert result == {"status": "error", "note": "worker died (exit code 3)"}
+
+
+def test_out_is_checked_before_anything_is_measured(monkeypatch, capsys):
+    """Case 4: --out /proc/x.json failed only after measuring."""
+    monkeypatch.setattr(bench, "point_flops", lambda *a: pytest.fail("measured"))
+    argv = ["bench", "--models", "elastic-k4", *TINY, "--lengths", "16", "--out", "/proc/x.json"]
+    assert cli_main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.err == (
+        "error: --out /proc/x.json cannot be written: its folder /proc takes no new file "
+        "(No such file or directory)\n"
+    )
+    assert "bench on" not in captured.out
+
+
+def test_the_timeout_bounds_the_flop_count_on_meta(monkeypatch):
+    """Case 5: the FLOP count on meta ignored --timeout (minutes at N = 2**20)."""
+    monkeypatch.setattr(bench, "START_METHOD", "fork")
+    monkeypatch.setattr(bench, "run_point", _fake_point)  # no measuring: only the count matters
+    s = bench_settings.make_settings(["--models", "sasrec-sdpa", "--modes", "train", *TINY])
+    s["timeout"] = 1e-9
+    points = bench.run_bench(s, log=lambda line: None)["points"]
+    assert [(p["flops"], p["flops_source"], p["status"]) for p in points] == [
+        (None, "skipped", "ok"), (None, "skipped", "ok")]  # fmt: skip
+    assert points[0]["flops_note"] == "counting on meta took longer than --timeout (1e-09 s)"
+
+
+def test_a_bench_json_that_cannot_be_written_at_the_end_is_kept(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(bench, "START_METHOD", "fork")
+    monkeypatch.setattr(bench, "run_point", _fake_point)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    out = tmp_path / "b.json"
+    write = bench.write_json
+
+    def full_disk(path, payload):
+        if Path(path) == out:
+            raise OSError(28, "No space left on device")
+        return write(path, payload)
+
+    monkeypatch.setattr(bench, "write_json", full_disk)
+    argv = ["bench", "--models", "sasrec-sdpa", "--modes", "inference", *TINY, "--out", str(out)]
+    assert cli_main(argv) == 2
+    (kept,) = tmp_path.glob("b-*.json")
+    captured = capsys.readouterr()
+    assert captured.out.count("warning: --out") == 1  # said once, at the first point
+    assert captured.err == (f"error: --out {out} could not be written (No space left on device): "
+                            f"kept in {kept} instead\n")  # fmt: skip
+    assert len(json.loads(kept.read_text())["points"]) == 2

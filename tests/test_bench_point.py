@@ -92,3 +92,12 @@ def test_bfloat16_autocast_points_measure_their_memory(mode):
             "device": "cpu", "flops": 1}  # fmt: skip
     point = bench_point.run_point(spec)
     assert point["status"] == "ok" and point["peak_mb"] > 0
+
+
+def test_a_flop_count_on_the_device_is_bounded_by_the_timeout_too():
+    a = torch.randn(4, 8)
+    assert bench_point.device_flops(lambda: a @ a.T, 60) == {
+        "flops": 2 * 4 * 8 * 4, "flops_source": "device"}  # fmt: skip
+    assert bench_point.device_flops(lambda: a @ a.T, 1e-9) == {
+        "flops": None, "flops_source": "skipped",
+        "flops_note": "counting took longer than --timeout (1e-09 s)"}  # fmt: skip

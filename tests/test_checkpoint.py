@@ -3,7 +3,10 @@ paths are checked before any work."""
 
 from __future__ import annotations
 
+import errno
+import json
 import re
+import tempfile
 
 import pytest
 import torch
@@ -11,13 +14,15 @@ import torch
 from elastic_edu.checkpoint import (
     CheckpointError,
     atomic_save,
+    check_checkpoint_paths,
+    data_fingerprint,
     last_path,
     load_checkpoint,
     read_checkpoint,
     save_checkpoint,
 )
 from elastic_edu.config import TrainConfig
-from elastic_edu.files import check_writable
+from elastic_edu.files import check_writable, write_json, write_or_keep
 from elastic_edu.models import build_model
 from tests.conftest import make_tiny_config
 
@@ -113,3 +118,118 @@ def test_check_writable(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(ValueError, match="cannot be written"):
         check_writable(tmp_path / "file" / "x.json")
+
+
+# ---- issue 22: whatever the file holds, one CheckpointError line naming it ----------------------
+def _resume_like(saved) -> dict:
+    """A payload with every key of a resume checkpoint (values do not matter to the reader)."""
+    payload = read_checkpoint(saved[0])
+    return {**payload, "optimizer": {}, "epoch": 1, "step": 1, "seconds": 0.0, "history": [],
+            "best": {}, "rng": {}}  # fmt: skip
+
+
+def _write(path, content):
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        torch.save(content, path)
+
+
+@pytest.mark.parametrize(
+    "content, says",
+    [
+        ("truncated", "is not a readable torch file (damaged or truncated?)"),  # case 10
+        (b"{}\n", "is not a readable torch file: safe loading"),  # case 12
+        ([1, 2, 3], "holds a list, not an elastic_edu checkpoint"),
+        ({"model_config": 3, "state_dict": {}}, "holds no model config dict"),
+        ({"model_config": {}, "state_dict": {"w": 1.0}}, "holds no state_dict of tensors"),
+        ("nan", "holds NaN or infinite values in state_dict.item_emb.weight"),  # case 13
+        ("inf in optimizer", "holds NaN or infinite values in optimizer.state.0.exp_avg"),
+        ("best weights", "lacks optimizer, epoch, step, seconds, history, best, rng: it holds "
+         "weights, not a resume checkpoint"),  # case 11
+        ("folder", "is a folder, not a checkpoint file"),
+    ],
+)  # fmt: skip
+def test_whatever_a_file_holds_reading_it_is_one_line_naming_it(saved, tmp_path, content, says):
+    path = tmp_path / "c.last.pt"
+    if content == "truncated":
+        good = tmp_path / "good.pt"
+        atomic_save(_resume_like(saved), good)
+        path.write_bytes(good.read_bytes()[: good.stat().st_size // 10])
+    elif content == "nan":
+        payload = _resume_like(saved)
+        payload["state_dict"] = {**payload["state_dict"]}
+        payload["state_dict"]["item_emb.weight"] = payload["state_dict"]["item_emb.weight"] * 0
+        payload["state_dict"]["item_emb.weight"][3, 1] = float("nan")
+        _write(path, payload)
+    elif content == "inf in optimizer":
+        _write(path, {**_resume_like(saved), "optimizer": {"state": {0: {
+            "exp_avg": torch.tensor([1.0, float("inf")])}}}})  # fmt: skip
+    elif content == "best weights":  # the best-weights file copied over the resume checkpoint
+        path.write_bytes(saved[0].read_bytes())
+    elif content == "folder":
+        path.mkdir()
+    else:
+        _write(path, content)
+    with pytest.raises(CheckpointError) as err:
+        read_checkpoint(path, resume=True)
+    message = str(err.value)
+    assert message.startswith(f"checkpoint {path} ") and says in message, message
+    assert "\n" not in message and "weights_only" not in message
+
+
+def test_a_file_that_cannot_be_read_is_named(saved, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("builtins.open", refuse)
+    with pytest.raises(CheckpointError, match=f"{saved[0]} cannot be read: Permission denied"):
+        read_checkpoint(saved[0])
+
+
+def test_the_data_fingerprint_tells_the_same_counts_in_another_order_apart():
+    from elastic_edu.data import leave_one_out, load_sequences
+
+    data = load_sequences("synthetic", num_users=30, num_items=40, seq_len=12, seed=1)
+    first = data_fingerprint(leave_one_out(data))
+    assert first == data_fingerprint(leave_one_out(data))  # the same data, the same print
+    assert set(first) == {"items", "users", "interactions", "sha256"}
+    summary = data.summary()
+    assert (first["items"], first["users"], first["interactions"]) == (
+        summary["items"], summary["users"], summary["interactions"])  # fmt: skip
+    data.sequences = [s[::-1].copy() for s in data.sequences]  # timestamps reversed
+    reversed_ = data_fingerprint(leave_one_out(data))
+    assert {k for k in first if first[k] != reversed_[k]} == {"sha256"}
+
+
+def test_checkpoint_paths_are_checked_with_the_resume_file_beside(tmp_path):
+    assert check_checkpoint_paths(tmp_path / "c.pt") == tmp_path / "c.pt"
+    (tmp_path / "c.last.pt").mkdir()  # case 2: a folder where the resume checkpoint goes
+    with pytest.raises(ValueError, match=r"writes its resume checkpoint to .*c\.last\.pt, which "
+                       "is a folder: move that folder or choose another checkpoint"):  # fmt: skip
+        check_checkpoint_paths(tmp_path / "c.pt")
+
+
+def test_a_write_that_fails_is_kept_in_the_temporary_folder(tmp_path, monkeypatch):
+    """A full disk at the end (case 3): the content goes to the temporary folder, and the
+    message names the file, the reason and where the content is."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    full = tmp_path / "full"
+
+    def write(path):
+        if full in path.parents:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        write_json(path, {"ok": 1})
+
+    assert write_or_keep(write, tmp_path / "r.json", "--out") == (tmp_path / "r.json", None)
+    kept, error = write_or_keep(write, full / "r.json", "--out")
+    assert kept.parent == tmp_path / "tmp" and kept.name.startswith("r-") and kept.suffix == ".json"
+    assert error == f"--out {full / 'r.json'} could not be written (No space left on device): " \
+        f"kept in {kept} instead"  # fmt: skip
+    assert json.loads(kept.read_text()) == {"ok": 1}
+    monkeypatch.setattr(tempfile, "tempdir", str(full))  # the temporary folder is full too
+    full.mkdir()
+    kept, error = write_or_keep(write, full / "r.json", "--out")
+    assert kept is None and error.endswith(f"nor kept in {full} (No space left on device)")
+    assert not list(full.iterdir())

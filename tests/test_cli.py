@@ -5,11 +5,13 @@ writes a best config that `train --config` and `compare --config` read, and resu
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -19,6 +21,7 @@ import torch
 from elastic_edu import experiment
 from elastic_edu.cli import main
 from elastic_edu.models import build_model
+from tests.conftest import FIXTURES
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--epochs", "1", "--dim", "16", "--max-len", "8", "--quiet", "--device", "cpu"]
@@ -97,6 +100,9 @@ def test_elastic_all_positions_is_refused_and_debug_shows_the_traceback(tiny_dir
         (["--max-len", "1000000000"], "max_len=1,000,000,000: lower it to at most 1,048,576"),
         (["--dataset", "/nonexistent/folder"], "/nonexistent/folder"),
         (["--epochs", "two"], "argument --epochs: invalid int value: 'two'"),
+        (["--device", "tpu"], "device='tpu' is not a device: choose one of auto"),  # case 8
+        (["--device", "xla"], "device='xla': elastic_edu runs on cpu, cuda or mps only"),
+        (["--device", "meta"], "device='meta': elastic_edu runs on cpu, cuda or mps only"),
     ],
 )
 def test_user_errors_print_one_line_and_exit_2(args, names, tiny_dir, capsys):
@@ -114,6 +120,7 @@ def test_user_errors_print_one_line_and_exit_2(args, names, tiny_dir, capsys):
     [
         (["--max-len", "1000000", "--batch-size", "256"], "lower --batch-size, --max-len"),
         (["--model", "elastic", "--subkeys", "4096", "--dim", "16384"], "lower --subkeys"),
+        (["--model", "elastic", "--key-dim", "1000000000"], "or --key-dim"),  # case 6
     ],
 )
 def test_the_memory_estimate_refuses_runs_that_cannot_fit(args, setting, tiny_dir, capsys):
@@ -378,3 +385,141 @@ def test_compare_trains_each_model_from_its_config_file(tiny_dir, tmp_path, caps
     ]:
         status, stdout, err = run_main(["compare", *args, *SMALL], capsys)
         assert status == 2 and names in err and err.count("\n") == 1 and "data:" not in stdout
+
+
+# ---- issue 22 ----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "out, says",
+    [
+        ("c.pt", "--out {tmp}/c.pt is the --checkpoint too: the results would overwrite the "
+         "weights; give --out another file"),  # case 1
+        ("c.last.pt", "--out {tmp}/c.last.pt is where --checkpoint {tmp}/c.pt keeps its resume "
+         "checkpoint; give --out another file"),
+        ("folder", "--checkpoint {tmp}/c.pt writes its resume checkpoint to {tmp}/c.last.pt, "
+         "which is a folder: move that folder or choose another --checkpoint"),  # case 2
+    ],
+)  # fmt: skip
+def test_out_and_checkpoint_are_checked_against_each_other_first(out, says, tiny_dir, tmp_path,
+                                                                 capsys):  # fmt: skip
+    argv = ["train", "--dataset", str(tiny_dir), *SMALL, "--checkpoint", str(tmp_path / "c.pt")]
+    if out == "folder":
+        (tmp_path / "c.last.pt").mkdir()
+    else:
+        argv += ["--out", str(tmp_path / out)]
+    status, stdout, err = run_main(argv, capsys)
+    assert status == 2 and err == f"error: {says.format(tmp=tmp_path)}\n"
+    assert "data:" not in stdout and not (tmp_path / "c.pt").exists()
+
+
+def _full_disk_under(folder, monkeypatch, tmp_path):
+    """Every write into `folder` fails with ENOSPC; the temporary folder is tmp_path/tmp."""
+    import elastic_edu.checkpoint as checkpoint
+    import elastic_edu.files as files
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    save, replace = torch.save, files.os.replace
+
+    def full(path):
+        if Path(path).parent == folder:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint.torch, "save", lambda obj, path: full(path) or save(obj, path))
+    monkeypatch.setattr(files.os, "replace", lambda a, b: full(b) or replace(a, b))
+
+
+def test_a_full_disk_under_checkpoint_keeps_weights_and_results(tiny_dir, tmp_path, monkeypatch,
+                                                                capsys):  # fmt: skip
+    """Case 3: it was a traceback after training, and the results were lost."""
+    disk = tmp_path / "disk"
+    _full_disk_under(disk, monkeypatch, tmp_path)
+    out, ckpt = tmp_path / "r.json", disk / "c.pt"
+    status, stdout, err = run_main(["train", "--model", "sasrec", "--dataset", str(tiny_dir),
+                                    *SMALL, "--checkpoint", str(ckpt), "--out", str(out)],
+                                   capsys)  # fmt: skip
+    kept = {p.name.split("-")[0]: p for p in (tmp_path / "tmp").glob("*.pt")}
+    assert status == 2 and sorted(kept) == ["c", "c.last"] and f"wrote {out}" in stdout
+    assert err.endswith(
+        f"error: checkpoint {ckpt} could not be written (No space left on device): kept in "
+        f"{kept['c']} instead; resume checkpoint {disk / 'c.last.pt'} could not be written "
+        f"(No space left on device): kept in {kept['c.last']} instead; the results are in {out}\n"
+    )
+    assert len(json.loads(out.read_text())["write_errors"]) == 2
+
+
+def test_a_full_disk_under_out_keeps_the_results_elsewhere(tiny_dir, tmp_path, monkeypatch,
+                                                          capsys):  # fmt: skip
+    disk = tmp_path / "disk"
+    _full_disk_under(disk, monkeypatch, tmp_path)
+    out = disk / "r.json"
+    status, stdout, err = run_main(["train", "--model", "sasrec", "--dataset", str(tiny_dir),
+                                    *SMALL, "--out", str(out)], capsys)  # fmt: skip
+    (kept,) = (tmp_path / "tmp").glob("*.json")
+    assert status == 2 and err == (f"error: --out {out} could not be written (No space left on "
+                                   f"device): kept in {kept} instead\n")  # fmt: skip
+    assert json.loads(kept.read_text())["config"]["model"]["model"] == "sasrec"
+    monkeypatch.setattr(tempfile, "tempdir", str(disk))  # nowhere on disk: stdout has the JSON
+    status, stdout, err = run_main(["train", "--model", "sasrec", "--dataset", str(tiny_dir),
+                                    *SMALL, "--out", str(out)], capsys)  # fmt: skip
+    assert status == 2 and err.endswith("; the results JSON is printed on stdout\n")
+    assert json.loads(stdout.splitlines()[-1])["config"]["model"]["model"] == "sasrec"
+
+
+@pytest.fixture(scope="module")
+def made_checkpoint(tmp_path_factory):
+    """A one-epoch run's checkpoint and resume checkpoint (module-wide, read-only)."""
+    folder = tmp_path_factory.mktemp("made")
+    argv = ["train", "--model", "sasrec", "--dataset", str(FIXTURES / "tiny"), *SMALL,
+            "--checkpoint", str(folder / "c.pt")]  # fmt: skip
+    assert main(argv) == 0
+    return folder
+
+
+@pytest.mark.parametrize(
+    "make, says",
+    [
+        ("truncated", "is not a readable torch file (damaged or truncated?): "),  # case 10
+        ("best weights", "lacks optimizer, epoch, step, seconds, history, best, rng: it holds "
+         "weights, not a resume checkpoint"),  # case 11
+        ("{}", "is not a readable torch file: safe loading (tensors and plain values only) "
+         "refused it (Unsupported operand 123)"),  # case 12
+        ("nan", "holds NaN or infinite values in state_dict.item_emb.weight"),  # case 13
+    ],
+)  # fmt: skip
+def test_resume_from_a_bad_file_is_one_line_naming_it(make, says, made_checkpoint, tiny_dir,
+                                                      tmp_path, capsys):  # fmt: skip
+    good = (made_checkpoint / "c.last.pt").read_bytes()
+    last = tmp_path / "c.last.pt"
+    if make == "truncated":
+        last.write_bytes(good[: len(good) // 10])
+    elif make == "best weights":
+        last.write_bytes((made_checkpoint / "c.pt").read_bytes())
+    elif make == "{}":
+        last.write_text("{}\n")
+    else:
+        payload = torch.load(made_checkpoint / "c.last.pt", weights_only=True)
+        payload["state_dict"]["item_emb.weight"][2] = float("nan")
+        torch.save(payload, last)
+    argv = ["train", "--model", "sasrec", "--dataset", str(tiny_dir), *SMALL, "--epochs", "2",
+            "--checkpoint", str(tmp_path / "c.pt"), "--resume"]  # fmt: skip
+    status, stdout, err = run_main(argv, capsys)
+    assert status == 2 and err.startswith(f"error: checkpoint {last} ") and says in err, err
+    assert err.count("\n") == 1 and "weights_only" not in err and "data:" not in stdout
+
+
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["--seeds", "0", "0"], "--seeds 0 0: seed 0 is given twice; give each seed once"),
+        (["--models", "sasrec", "sasrec"], "--models: sasrec is given twice (same model, "
+         "objective and settings); give each model once"),
+        (["--models", "sasrec", "sasrec:all"], "--models: sasrec and sasrec:all are one model"),
+    ],
+)  # fmt: skip
+def test_compare_refuses_a_seed_or_a_model_given_twice(args, says, tiny_dir, capsys):
+    """Case 16: the table showed a standard error of 0 over repeats of one run."""
+    argv = ["compare", "--dataset", str(tiny_dir), "--models", "sasrec", "--seeds", "0", "1",
+            *SMALL, *args]  # fmt: skip
+    status, stdout, err = run_main(argv, capsys)
+    assert status == 2 and err.startswith(f"error: {says}") and err.count("\n") == 1, err
+    assert "data:" not in stdout

@@ -90,3 +90,14 @@ def test_crossover_is_where_the_formulas_meet():
     assert flops.dispatcher_flops(1, lo, k, d) > flops.self_attention_flops(1, lo, d)
     assert flops.dispatcher_flops(1, hi, k, d) < flops.self_attention_flops(1, hi, d)
     assert flops.score_matrix_bytes(4, 2, 16384) == 4 * 2 * 16384**2 * 4
+
+
+def test_count_flops_stops_at_its_deadline():
+    """A very long history costs time on meta too: the bench bounds the count (issue 22)."""
+    import time
+
+    with torch.device("meta"):
+        a = torch.randn(4, 8)
+    assert flops.count_flops(lambda: a @ a.T, time.perf_counter() + 60) == 2 * 4 * 8 * 4
+    with pytest.raises(flops.CountTimeout):
+        flops.count_flops(lambda: a @ a.T, time.perf_counter() - 1)

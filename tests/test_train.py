@@ -3,15 +3,25 @@ resuming exactly, no leakage."""
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from elastic_edu.callbacks import Callback, Run
-from elastic_edu.checkpoint import CheckpointError, last_path, load_checkpoint, save_checkpoint
+from elastic_edu.checkpoint import (
+    CheckpointError,
+    data_fingerprint,
+    last_path,
+    load_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
 from elastic_edu.config import ModelConfig, TrainConfig
 from elastic_edu.data import leave_one_out, load_sequences
 from elastic_edu.metrics import NonFiniteScores
@@ -209,3 +219,90 @@ def test_training_never_sees_eval_targets(split):
         assert len(train) == len(hist) - 1
         np.testing.assert_array_equal(train, hist[:-1])
         assert valid[u] == hist[-1]  # the validation target follows the training part
+
+
+def _reversed(split):
+    """The same users, items and counts, every sequence in reverse (timestamps reversed)."""
+    data = load_sequences("synthetic", num_users=40, num_items=60, seq_len=20, seed=3)
+    data.sequences = [s[::-1].copy() for s in data.sequences]
+    other = leave_one_out(data)
+    assert other.num_items == split.num_items and len(other.train) == len(split.train)
+    return other
+
+
+def test_resume_refuses_other_data_with_the_same_counts(split, tmp_path):
+    """Case 9: the checkpoint records the data; resuming on the same counts in another order
+    was silent."""
+    mc, tc = _configs("sasrec", split.num_items, "all", epochs=1)
+    ckpt = tmp_path / "m.pt"
+    fit(_model(mc), split, tc, progress=False, checkpoint=ckpt)
+    stored = torch.load(last_path(ckpt), weights_only=True)["data"]
+    assert stored == data_fingerprint(split)
+    assert torch.load(ckpt, weights_only=True)["data"] == stored  # the best weights' file too
+    _, more = _configs("sasrec", split.num_items, "all", epochs=2)
+    with pytest.raises(CheckpointError, match=r"m\.last\.pt was made on other data \(stored, "
+                       r"given\): \{'sha256': \('[0-9a-f]{64}', '[0-9a-f]{64}'\)\}$"):  # fmt: skip
+        fit(_model(mc), _reversed(split), more, progress=False, checkpoint=ckpt, resume=True)
+    payload = torch.load(last_path(ckpt), weights_only=True)
+    del payload["data"]  # a checkpoint of the older format
+    torch.save(payload, last_path(ckpt))
+    with pytest.raises(CheckpointError, match="records no data fingerprint"):
+        fit(_model(mc), split, more, progress=False, checkpoint=ckpt, resume=True)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda p: p["optimizer"]["param_groups"].pop(),
+        lambda p: p.update(epoch="three"),
+        lambda p: p["rng"].update(numpy={"state": 1}),
+        lambda p: p["best"].update(state_dict={"item_emb.weight": torch.zeros(2, 2)}),
+        lambda p: p.update(best=[]),
+    ],
+    ids=["optimizer", "epoch", "numpy-generator", "best-weights", "best"],
+)
+def test_a_resume_checkpoint_damaged_inside_is_one_checkpoint_error(split, tmp_path, damage):
+    mc, tc = _configs("sasrec", split.num_items, "all", epochs=1)
+    ckpt = tmp_path / "m.pt"
+    fit(_model(mc), split, tc, progress=False, checkpoint=ckpt)
+    payload = torch.load(last_path(ckpt), weights_only=True)
+    damage(payload)
+    torch.save(payload, last_path(ckpt))
+    _, more = _configs("sasrec", split.num_items, "all", epochs=2)
+    with pytest.raises(CheckpointError, match=r"m\.last\.pt is damaged: \w+") as err:
+        fit(_model(mc), split, more, progress=False, checkpoint=ckpt, resume=True)
+    assert "\n" not in str(err.value)
+
+
+def test_checkpoint_writes_that_fail_keep_training_and_the_weights(split, tmp_path, monkeypatch,
+                                                                   capsys):  # fmt: skip
+    """Case 3, a full disk under the checkpoint: training goes on, the files are kept in the
+    temporary folder at the end, and the result says where (it was a traceback, results lost)."""
+    import elastic_edu.checkpoint as checkpoint
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    save = torch.save
+
+    def full_disk(payload, path):
+        if Path(path).parent != tmp_path / "tmp":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        save(payload, path)
+
+    monkeypatch.setattr(checkpoint.torch, "save", full_disk)
+    mc, tc = _configs("sasrec", split.num_items, "all", epochs=2)
+    ckpt = tmp_path / "m.pt"
+    fitted = fit(_model(mc), split, tc, progress=False, checkpoint=ckpt)
+    assert len(fitted.history) == 2 and not ckpt.exists()
+    warned = capsys.readouterr().err
+    assert warned.count(f"warning: {ckpt} could not be written (No space left on device)") == 1
+    kept = {p.name.split("-")[0]: p for p in (tmp_path / "tmp").glob("*.pt")}
+    assert sorted(kept) == ["m", "m.last"]
+    assert fitted.write_errors == [
+        f"checkpoint {ckpt} could not be written (No space left on device): kept in "
+        f"{kept['m']} instead",
+        f"resume checkpoint {last_path(ckpt)} could not be written (No space left on device): "
+        f"kept in {kept['m.last']} instead",
+    ]
+    _assert_same_weights(load_checkpoint(kept["m"], mc), fitted.model)
+    assert read_checkpoint(kept["m.last"], resume=True)["epoch"] == 2  # the latest whole epoch

@@ -28,7 +28,7 @@ from einops import rearrange
 from torch import nn
 
 from elastic_edu.config import ModelConfig
-from elastic_edu.histories import PAD, pad_left
+from elastic_edu.histories import PAD, is_int_id, item_ids, pad_left
 from elastic_edu.models.base import EncoderOutput, SequentialRecommender
 from elastic_edu.models.experts import LearnedExperts, interest_memory
 from elastic_edu.models.registry import register
@@ -102,24 +102,34 @@ class CausalDispatcherEncoder(SequentialRecommender):
     def start(self, context=None, batch: int = 1) -> StreamState:
         """The state of `batch` new streams, before any event.
 
-        context: older item ids per stream (a list of sequences, or (b, c) ids) that pick the
-        experts (ELASTIC-causal); None or empty histories: the default experts.
+        context: older item ids per stream (a list of sequences, or (b, c) ids left-padded with
+        0) that pick the experts (ELASTIC-causal); None or empty histories: the default experts.
+        Ids are checked as `step` checks them.
         """
         if context is None:
             context = torch.zeros(batch, 0, dtype=torch.long, device=self.device)
-        elif not torch.is_tensor(context):
-            width = max([len(c) for c in context] + [1])
-            context = pad_left([list(c) or [PAD] for c in context], width).to(self.device)
+        elif torch.is_tensor(context):
+            self._ids("start", context[context != PAD], "context")
+        else:
+            seqs = [self._ids("start", c, f"context[{j}]").tolist() or [PAD]
+                    for j, c in enumerate(context)]  # fmt: skip
+            context = pad_left(seqs, max(len(c) for c in seqs + [[PAD]])).to(self.device)
         r = self.initial_experts(context, context.shape[0])
         layers = [block.start(r.experts) for block in self.blocks]
         time = torch.zeros(context.shape[0], dtype=torch.long, device=self.device)
         return StreamState(experts=r.experts, layers=layers, time=time, slots=r.slots)
 
     def step(self, state: StreamState, items) -> StreamState:
-        """One new event per stream: items (b,) ids -> the new state (the old one is kept)."""
-        items = torch.as_tensor(items, dtype=torch.long, device=self.device).reshape(-1)
-        if items.shape[0] != state.time.shape[0] or bool((items == PAD).any()):
-            raise ValueError(f"step: need one non-padding item per stream, got {items.tolist()}")
+        """One new event per stream: items (b,) ids -> the new state (the old one is kept).
+
+        Raises ValueError unless `items` holds one integer id in 1..I per stream (as
+        `elastic_edu.metrics.recommend` checks a history).
+        """
+        items = self._ids("step", [items] if is_int_id(items) else items, "items")
+        if items.shape[0] != state.time.shape[0]:
+            raise ValueError(f"step: need one item per stream ({state.time.shape[0]} streams), "
+                             f"got {items.tolist()}")  # fmt: skip
+        items = items.to(self.device)
         time = state.time + 1
         x = self.item_emb(items) * self.config.dim**0.5  # (b, d), no dropout: inference
         layers = []
@@ -128,6 +138,13 @@ class CausalDispatcherEncoder(SequentialRecommender):
             layers.append(layer)
         return StreamState(experts=state.experts, layers=layers, time=time,
                            last=self.norm(x), slots=state.slots)  # fmt: skip
+
+    def _ids(self, method: str, values, what: str) -> torch.Tensor:
+        """`elastic_edu.histories.item_ids`, its error prefixed with the method's name."""
+        try:
+            return item_ids(values, self.config.num_items, what)
+        except ValueError as err:
+            raise ValueError(f"{method}: {err}") from None
 
     def score_state(self, state: StreamState) -> torch.Tensor:
         """Next-item scores (b, i) after the events a state has seen; padding scores -inf."""

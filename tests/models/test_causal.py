@@ -117,12 +117,50 @@ def test_streams_run_side_by_side():
 def test_step_refuses_padding_and_wrong_batch():
     m = model("lda-causal")
     state = m.start(batch=2)
-    with pytest.raises(ValueError, match="one non-padding item per stream"):
+    with pytest.raises(ValueError, match=r"step: items has item ids outside 1\.\.40: \[0\]"):
         m.step(state, [0, 3])
-    with pytest.raises(ValueError, match="one non-padding item per stream"):
+    with pytest.raises(ValueError, match=r"one item per stream \(2 streams\), got \[3\]"):
         m.step(state, [3])
     with pytest.raises(ValueError, match="no event yet"):
         m.score_state(state)
+
+
+@pytest.mark.parametrize(
+    "items, says",
+    [
+        ([41], r"step: items has item ids outside 1\.\.40: \[41\]"),  # num_items + 1
+        ([-1], r"step: items has item ids outside 1\.\.40: \[-1\]"),
+        (torch.tensor([41]), r"outside 1\.\.40: \[41\]"),
+        ([3.7], r"step: items must hold integer item ids; not integers: items\[0\]=3\.7"),
+        ([True], r"not integers: items\[0\]=True \(bool\)"),
+        (torch.tensor([3.0]), r"not integers: items\[0\]=np\.float32\(3\.0\)"),
+        (torch.tensor([True]), r"not integers: items\[0\]=np\.True_"),
+    ],
+)
+def test_step_checks_item_ids_as_recommend_does(items, says):
+    """Ids past the catalogue were a bare IndexError; 3.7 and True were items 3 and 1."""
+    m = model("lda-causal")
+    with pytest.raises(ValueError, match=says):
+        m.step(m.start(), items)
+
+
+def test_step_accepts_integer_ids_of_any_kind():
+    m = model("elastic-causal")
+    expected = m.score_state(m.step(m.start(), [7]))
+    for item in (7, np.int64(7), torch.tensor(7), torch.tensor([7]), np.array([7], np.int32)):
+        torch.testing.assert_close(m.score_state(m.step(m.start(), item)), expected)
+
+
+def test_start_checks_the_context_ids():
+    m = model("elastic-causal")
+    with pytest.raises(ValueError, match=r"start: context\[1\] has item ids outside 1\.\.40"):
+        m.start(context=[[3, 4], [99]])
+    integers = r"start: context\[0\] must hold integer item ids; not integers: context\[0\]\[0\]"
+    with pytest.raises(ValueError, match=integers + r"=2\.5"):
+        m.start(context=[[2.5]])
+    with pytest.raises(ValueError, match=r"start: context has item ids outside 1\.\.40: \[-3\]"):
+        m.start(context=torch.tensor([[0, -3, 5]]))
+    torch.testing.assert_close(m.start(context=[[]]).experts, m.start().experts)
 
 
 @pytest.mark.parametrize("cls", [LDACausal, ELASTICCausal])
