@@ -131,10 +131,10 @@ def _compiled(fn, compile_mode: str):
 
 def workload(model, mode: str, items, targets, autocast, optimizer=None, compile_mode="off"):
     """The function one timed run calls: ``encode`` under no_grad, or a training step
-    (cut loss, backward, `optimizer` step); the model's own functions under torch.compile
-    unless compile_mode is "off"."""
+    (cut loss, backward, `optimizer` step); unless compile_mode is "off", under torch.compile:
+    what the model compiles for inference (`compiled_encode`), its whole loss for training."""
     if mode == "inference":
-        encode = _compiled(model.encode, compile_mode)
+        encode = model.compiled_encode(compile_mode) if compile_mode != "off" else model.encode
 
         def run():
             with torch.no_grad(), autocast():

@@ -168,6 +168,11 @@ class SequentialRecommender(Recommender):
     def final_state(self, items: torch.Tensor) -> torch.Tensor:
         return self.encode(items).hidden[:, -1]
 
+    def compiled_encode(self, mode: str = "default"):
+        """`encode` under torch.compile (the bench's ``+compile`` labels): the whole function,
+        unless a model knows a better part to compile."""
+        return torch.compile(self.encode, mode=mode)
+
     def item_repr(self) -> torch.Tensor:
         """(i, d): the item embeddings, padding row included, [MASK] excluded."""
         return self.item_emb.weight[: self.config.num_items + 1]

@@ -75,6 +75,16 @@ class CausalDispatcherEncoder(SequentialRecommender):
         n = min(items.shape[1], self.config.max_len)
         return items[:, items.shape[1] - n :], items[:, : items.shape[1] - n]
 
+    def compiled_encode(self, mode: str = "default"):
+        """`encode` with each block's slice step under torch.compile (fixed shapes): a long
+        window at inference is many slices of the same shape, so one compilation per block
+        serves them all, where compiling `encode` whole would unroll every slice. Compiling
+        costs about a minute per block on a 2-core CPU; it pays over hundreds of long passes
+        (docs/RESULTS.md)."""
+        for block in self.blocks:
+            block.compile_slices(mode)
+        return self.encode
+
     def initial_experts(self, context: torch.Tensor, batch: int, num_experts: int | None = None):
         """context (b, c) older item ids -> Retrieval: experts (b, e, d), slots, scores or None."""
         raise NotImplementedError

@@ -63,11 +63,13 @@ __all__ = [
 @dataclass
 class CausalDispatcherOutput:
     """x: (b, n, d) new states; aggregate: (b, h, e, n) each expert's weight on each item in
-    the whole-window prefix (t = n), dispatch: (b, h, n, e), both only when asked."""
+    the whole-window prefix (t = n), dispatch: (b, h, n, e), both only when asked; carry: where
+    the window stands after x's last position (`elastic_edu.nn.chunkwise.Carry`)."""
 
     x: torch.Tensor
     aggregate: torch.Tensor | None = None
     dispatch: torch.Tensor | None = None
+    carry: Carry | None = None
 
 
 @dataclass
@@ -125,24 +127,19 @@ class CausalDispatcherAttention(nn.Module):
         experts: torch.Tensor,
         pad: torch.Tensor,
         return_weights: bool = False,
+        carry: Carry | None = None,
     ) -> CausalDispatcherOutput:
         """x (b, n, d), experts (b, e, d), both normalised; pad (b, n) True at padding.
 
-        Without autograd a long window goes through in slices of SLICE positions, each starting
-        from the carry the previous one left: the same result, one slice's intermediates at a time.
+        carry: where the window's earlier positions left it, when x is a later slice of it (the
+        output's `carry` is the one to pass with the next slice); None: x starts the window.
         """
         terms = self.expert_terms(experts)
-        if torch.is_grad_enabled() or return_weights or x.shape[1] <= SLICE:
-            out, dispatch, _ = self._positions(x, pad, terms)
-        else:
-            out, carry = torch.empty_like(x), None
-            for lo in range(0, x.shape[1], SLICE):
-                part = slice(lo, lo + SLICE)
-                out[:, part], _, carry = self._positions(x[:, part], pad[:, part], terms, carry)
+        out, dispatch, carry = self._positions(x, pad, terms, carry)
         if not return_weights:
-            return CausalDispatcherOutput(x=out)
+            return CausalDispatcherOutput(x=out, carry=carry)
         return CausalDispatcherOutput(x=out, aggregate=self.aggregate_weights(x, pad, terms),
-                                      dispatch=dispatch)  # fmt: skip
+                                      dispatch=dispatch, carry=carry)  # fmt: skip
 
     def _positions(self, x, pad, terms: ExpertTerms, carry: Carry | None = None):
         """Projections, the chunkwise read, the output projection: (b, n, d) and the carry."""
@@ -224,8 +221,27 @@ class CausalDispatcherBlock(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x, experts, pad, return_weights: bool = False) -> CausalDispatcherOutput:
-        """x (b, n, d), experts (b, e, d), pad (b, n) -> CausalDispatcherOutput."""
-        out = self.attn(self.norm_x(x), self.norm_e(experts), pad, return_weights)
+        """x (b, n, d), experts (b, e, d), pad (b, n) -> CausalDispatcherOutput.
+
+        Without autograd a window longer than SLICE goes through in slices, each starting from
+        the carry the previous one left: the same result, one slice's intermediates at a time.
+        """
+        experts = self.norm_e(experts)
+        if torch.is_grad_enabled() or return_weights or x.shape[1] <= SLICE:
+            return self._block(x, experts, pad, return_weights)
+        out, carry = torch.empty_like(x), None
+        for lo in range(0, x.shape[1], SLICE):
+            part = slice(lo, lo + SLICE)
+            sliced = self._block(x[:, part], experts, pad[:, part], carry=carry)
+            out[:, part], carry = sliced.x, sliced.carry
+        return CausalDispatcherOutput(x=out, carry=carry)
+
+    def compile_slices(self, mode: str = "default") -> None:
+        """Run the slice step (attention, then feed-forward) under torch.compile from now on."""
+        self._block = torch.compile(self._block, mode=mode, dynamic=False)
+
+    def _block(self, x, experts, pad, return_weights=False, carry=None) -> CausalDispatcherOutput:
+        out = self.attn(self.norm_x(x), experts, pad, return_weights, carry)
         x = x + self.drop(out.x)
         out.x = x + self.drop(self.ff(self.norm_ff(x)))
         return out

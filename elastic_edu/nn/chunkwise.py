@@ -177,8 +177,9 @@ def _dispatch(keys, values, route, gate, pad, terms: ExpertTerms, carry: Carry, 
     with torch.no_grad():
         top = torch.maximum(content.amax(dim=3), rearrange(carry.top, "b h e -> b h 1 e"))
         r = torch.cummax(top, dim=2).values  # (b, h, j, e)
-    recency = einsum(terms.rate, offset.to(keys.dtype), "b h e, b j c -> b h j c e")
-    u = content.sub_(rearrange(r, "b h j e -> b h j 1 e")).add_(recency).exp_()  # (b h j c e)
+    rate = rearrange(terms.rate, "b h e -> b h 1 1 e")
+    u = content.sub_(rearrange(r, "b h j e -> b h j 1 e"))  # (b, h, j, c, e)
+    u = u.addcmul_(rate, rearrange(offset.to(keys.dtype), "b j c -> b 1 j c 1")).exp_()
 
     # the states entering each chunk, (b, h, j, e, d + 1): the last column is the normaliser Z
     ones = values.new_ones(values.shape[:-1] + (1,))
@@ -209,9 +210,10 @@ def carry_states(first, chunk_sums, top, start, rate) -> torch.Tensor:
 
     first (b, h, e, f); chunk_sums B (b, h, j, e, f); the references R_j = top_j + rate * start_j
     as top (b, h, j, e) and start (b, j), both non-decreasing in j; rate (b, h, e).
-    Returns (b, h, j, e, f). Any product of decays is exp(R_i - R_j) <= 1, so the scan runs in
-    two levels: groups of G = ceil(sqrt(J)) chunks, each scanned from zero, then the carries from
-    group to group: about 2 sqrt(J) sequential steps in all.
+    Returns (b, h, j, e, f). The J steps run in two levels of about sqrt(J): the chunks form
+    groups of G = ceil(sqrt(J)); what each group hands to the next is one weighted sum over its
+    chunks (every weight exp(R_i - R_j) <= 1); a short recurrence over the groups gives the state
+    entering each group; then the recurrence within all groups at once, G steps.
     """
     j_size = chunk_sums.shape[2]
     g = math.isqrt(j_size - 1) + 1 if j_size > 1 else 1
@@ -224,25 +226,25 @@ def carry_states(first, chunk_sums, top, start, rate) -> torch.Tensor:
     sums = rearrange(chunk_sums, "b h (g i) e f -> b h g i e f", i=g)
     top = rearrange(top, "b h (g i) e -> b h g i e", i=g)
     start = rearrange(start, "b (g i) -> b g i", i=g)
-    scale = lambda x, log: x * rearrange(torch.exp(log), "... e -> ... e 1")  # noqa: E731
-    # level 1: within each group, what its earlier chunks add (starting from zero)
-    local = [torch.zeros_like(sums[:, :, :, 0])]
-    for i in range(1, g):
-        step = log_decay(top[:, :, :, i - 1], start[:, :, i - 1], top[:, :, :, i], start[:, :, i],
-                         rate)  # (b, h, g, e)  # fmt: skip
-        local.append(scale(local[-1] + sums[:, :, :, i - 1], step))
-    local = torch.stack(local, dim=3)  # (b, h, g, i, e, f)
-    # level 2: the state entering each group, from the one before
+    decayed = lambda x, log: x * rearrange(torch.exp(log), "... e -> ... e 1")  # noqa: E731
+
+    # what each group hands on: its chunks' sums at the reference of the next group's start
+    nxt = (rearrange(top[:, :, 1:, 0], "b h g e -> b h g 1 e"), start[:, 1:, :1])
+    weights = torch.exp(log_decay(top[:, :, :-1], start[:, :-1], *nxt, rate))  # (b, h, g, i, e)
+    handed = einsum(weights, sums[:, :, :-1], "b h g i e, b h g i e f -> b h g e f")
+    # the state entering each group
     entering = [first]
     for k in range(groups - 1):
-        first_k = (top[:, :, k, 0], start[:, k, 0])
-        last_k = (top[:, :, k, -1], start[:, k, -1])
-        next_k = (top[:, :, k + 1, 0], start[:, k + 1, 0])
-        through = log_decay(*first_k, *last_k, rate)  # across group k
-        into = log_decay(*last_k, *next_k, rate)  # into group k + 1
-        entering.append(scale(scale(entering[-1], through) + local[:, :, k, -1]
-                              + sums[:, :, k, -1], into))  # fmt: skip
-    entering = torch.stack(entering, dim=2)  # (b, h, g, e, f)
-    within = log_decay(top[:, :, :, :1], start[:, :, :1], top, start, rate)  # (b, h, g, i, e)
-    states = local + scale(rearrange(entering, "b h g e f -> b h g 1 e f"), within)
+        log = log_decay(top[:, :, k, 0], start[:, k, 0], top[:, :, k + 1, 0], start[:, k + 1, 0],
+                        rate)  # fmt: skip
+        entering.append(decayed(entering[-1], log) + handed[:, :, k])
+    # within every group at once, from the state that entered it
+    state = torch.stack(entering, dim=2)  # (b, h, g, e, f)
+    states = [state]
+    for i in range(g - 1):
+        log = log_decay(top[:, :, :, i], start[:, :, i], top[:, :, :, i + 1], start[:, :, i + 1],
+                        rate)  # fmt: skip
+        state = decayed(state + sums[:, :, :, i], log)
+        states.append(state)
+    states = torch.stack(states, dim=3)  # (b, h, g, i, e, f)
     return rearrange(states, "b h g i e f -> b h (g i) e f")[:, :, :j_size]

@@ -137,15 +137,28 @@ def test_windows_longer_than_a_chunk_match_the_loop_reference():
     torch.testing.assert_close(attn(x, experts, pad).x[~pad], ref[~pad], rtol=1e-10, atol=1e-10)
 
 
-def test_inference_in_slices_equals_training_mode_on_the_whole_window(monkeypatch):
-    """Without autograd a long window runs in slices that carry their state: same outputs."""
+def test_inference_in_slices_equals_the_whole_window(monkeypatch):
+    """Without autograd a block runs a long window in slices that carry their state."""
     import elastic_edu.nn.causal_dispatcher as module
 
     monkeypatch.setattr(module, "SLICE", 40)
-    attn = layer(rate_spread=1.0)
+    torch.manual_seed(0)
+    block = CausalDispatcherBlock(8, 2).double().eval()
+    torch.nn.init.normal_(block.attn.to_rate.weight, std=1.0)
     x, experts, pad = inputs(b=3, n=131, e=4)
     pad[0, :90] = True  # a history that starts in the third slice
     with torch.no_grad():
-        sliced = attn(x, experts, pad).x
-        whole = attn(x, experts, pad, return_weights=True).x  # weights: one pass, no slices
-    torch.testing.assert_close(sliced[~pad], whole[~pad], rtol=1e-12, atol=1e-12)
+        sliced = block(x, experts, pad)
+        whole = block(x, experts, pad, return_weights=True)  # weights: one pass, no slices
+    torch.testing.assert_close(sliced.x[~pad], whole.x[~pad], rtol=1e-12, atol=1e-12)
+    assert torch.equal(sliced.carry.tau, whole.carry.tau)
+
+
+def test_a_carried_slice_continues_the_window():
+    attn = layer(rate_spread=1.0)
+    x, experts, pad = inputs(b=3, n=30, e=4)
+    whole = attn(x, experts, pad).x
+    first = attn(x[:, :11], experts, pad[:, :11])
+    rest = attn(x[:, 11:], experts, pad[:, 11:], carry=first.carry).x
+    torch.testing.assert_close(torch.cat([first.x, rest], 1)[~pad], whole[~pad], rtol=1e-12,
+                               atol=1e-12)  # fmt: skip
