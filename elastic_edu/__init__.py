@@ -12,6 +12,10 @@ Axis letters, used in every einops pattern of this package:
     c  candidates kept per half i  items (catalogue)
     s  memory slots (M = m*m)   t  target positions (training samples)
 
+The rooms (docs/DESIGN.md, "Layout"): `histories` and `config` on the ground floor; `nn/`
+(layers), `data/` (readers, splits, samplers), `models/` (each model with its facts, the
+registry), `evaluation/` (ranking, statistics, analysis), `training/` (`fit`), `experiments/`
+(`run`, `tune`), `bench/` (the cost sweep), `viz/` and `widgets/`; the command line on top.
 Layers never import data or training code; models know no training loop; notebooks import from
 this package and never redefine it.
 """

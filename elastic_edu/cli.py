@@ -22,9 +22,9 @@ import json
 import sys
 from pathlib import Path
 
-from elastic_edu.config import MemoryConfig, ModelConfig, TrainConfig, read_config_file
+from elastic_edu.config import merge, read_config_file
 from elastic_edu.files import check_writable, write_json, write_or_keep
-from elastic_edu.options import Parser, UserError, add_dataclass_options, count, overrides, plain
+from elastic_edu.options import Parser, UserError, add_config_options, count, given, plain
 
 
 def _add_data(parser: argparse.ArgumentParser) -> None:
@@ -46,10 +46,7 @@ def _add_data(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_run(parser: argparse.ArgumentParser, objective_note: str) -> None:
-    add_dataclass_options(parser, ModelConfig, "model (elastic_edu.config.ModelConfig)")
-    add_dataclass_options(parser, MemoryConfig, "interest memory (elastic_edu.config.MemoryConfig)")
-    add_dataclass_options(parser, TrainConfig, "training (elastic_edu.config.TrainConfig)",
-                          {"objective": objective_note})  # fmt: skip
+    add_config_options(parser, {"train": {"objective": objective_note}})
     g = parser.add_argument_group("output")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
     g.add_argument("--debug", action="store_true", help="show tracebacks of user errors")
@@ -141,8 +138,8 @@ def _add_tune_parser(sub, names: str) -> None:
 
 
 def _tune_doc() -> str:
-    """The tune command's description: elastic_edu.tune's docstring after its first line."""
-    from elastic_edu import tune
+    """The tune command's description: its module's docstring after the first line."""
+    from elastic_edu.experiments import tune
 
     return tune.__doc__.split("\n\n", 1)[1]
 
@@ -175,26 +172,24 @@ def _check_output(path, what: str):
 
 
 def _configs(model: str, num_items: int, args, seed=None, base=None):
-    """The configs of `model` ("name[:objective]"): `base` settings (a --config file), then the
-    options given on the command line, then `seed`."""
-    from elastic_edu.experiment import default_configs
+    """The configs of `model` ("name[:objective]"): `base` settings by section (a --config
+    file), then the options given on the command line, then `seed` and the objective."""
+    from elastic_edu.experiments import configs
     from elastic_edu.models import check_objective
 
-    ov = {**(base or {}), **{k: v for k, v in overrides(args).items() if v is not None}}
-    if seed is not None:
-        ov["seed"] = seed
-    spec_model, _, objective = model.partition(":")
-    if objective:
-        ov["objective"] = objective
-    mc, tc = default_configs(spec_model, num_items, **ov)
-    if objective or ov.get("objective"):
+    name, _, objective = model.partition(":")
+    last = {"seed": seed, "objective": objective or None}
+    last = {"train": {k: v for k, v in last.items() if v is not None}}
+    settings = merge(base or {}, given(args), last)
+    mc, tc = configs(name, num_items, settings)
+    if objective or settings["train"].get("objective"):
         check_objective(mc.model, tc.objective)
     return mc, tc
 
 
 def _check_resume(ckpt) -> None:
     """--resume needs a readable resume checkpoint beside --checkpoint (checked before loading)."""
-    from elastic_edu.checkpoint import last_path, read_checkpoint
+    from elastic_edu.training.checkpoint import last_path, read_checkpoint
 
     if ckpt is None:
         raise UserError("--resume needs the --checkpoint of the run to continue")
@@ -203,7 +198,7 @@ def _check_resume(ckpt) -> None:
 
 def _check_checkpoint(out: Path | None, ckpt: Path | None) -> None:
     """--checkpoint and its resume file beside it can be written, and --out is neither."""
-    from elastic_edu.checkpoint import check_checkpoint_paths, last_path
+    from elastic_edu.training.checkpoint import check_checkpoint_paths, last_path
 
     if ckpt is None:
         return
@@ -223,17 +218,17 @@ def _check_device(args) -> None:
     """--device names a device this machine offers (checked before the data are read)."""
     from elastic_edu.device import choose_device
 
-    choose_device(args.device)
+    choose_device(given(args)["train"].get("device"))
 
 
 def _check_resources(mc, tc) -> None:
-    from elastic_edu.profile import check_memory
+    from elastic_edu.bench.profile import check_memory
 
     check_memory(mc, tc)
 
 
 def cmd_train(args) -> int:
-    from elastic_edu.experiment import print_metrics, run
+    from elastic_edu.experiments import print_metrics, run
 
     out = _check_output(args.out, "--out")
     ckpt = _check_output(args.checkpoint, "--checkpoint")
@@ -242,8 +237,8 @@ def cmd_train(args) -> int:
         _check_resume(ckpt)
     _check_device(args)
     base, named = read_config_file(args.config) if args.config else ({}, None)
-    args.model = args.model or base.get("model") or "elastic"
-    base.pop("model", None)
+    named_model = base.get("model", {}).pop("model", None)
+    args.model = args.model or named_model or "elastic"
     args.dataset = _dataset(args, [named])
     _configs(args.model, 1, args, base=base)  # the settings, before the data are read
     data, split = _load(args)
@@ -262,7 +257,8 @@ def cmd_train(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from elastic_edu.experiment import comparison, run
+    from elastic_edu.evaluation.statistics import comparison
+    from elastic_edu.experiments import run
 
     out = _check_output(args.out, "--out")
     _check_device(args)
@@ -299,13 +295,13 @@ def cmd_compare(args) -> int:
 
 
 def cmd_tune(args) -> int:
-    from elastic_edu import tune
+    from elastic_edu.experiments import tune
 
     out = _check_output(args.out, "--out")
     _check_output(tune.storage_path(args.storage, out), "--storage")
     tune.require_optuna()
     args.dataset = _dataset(args, [])
-    base = {k: v for k, v in overrides(args).items() if v is not None}
+    base = {k: v for section in given(args).values() for k, v in section.items()}
     seed = base.get("seed", 0)
     try:
         space = tune.space_of(args.model)
@@ -342,7 +338,7 @@ def cmd_tune(args) -> int:
 
 def _report_tune(payload: dict, out) -> int:
     """Print the study's end: trial counts, time, the best setting; 1 if no trial completed."""
-    from elastic_edu.tune import params_text
+    from elastic_edu.experiments.tune import params_text
 
     counts, best = payload["trials"], payload["best"]
     print(f"{counts['complete']} complete, {counts['pruned']} pruned trials in "
@@ -412,7 +408,7 @@ def _compare_configs(args) -> dict[str, dict]:
         if spec not in args.models:
             raise UserError(f"--config {spec}={path}: {spec} is not one of --models {args.models}")
         settings, dataset = read_config_file(path)
-        model = settings.pop("model", None)
+        model = settings["model"].pop("model", None)
         try:
             wanted = get_spec(spec.partition(":")[0]).name
         except ValueError as err:
@@ -445,7 +441,7 @@ def _finish(out: Path | None, payload: dict, errors: list[str] = ()) -> int:
 
 def _say(text: str) -> None:
     """Print on rank 0 only (under torchrun every process runs the command)."""
-    from elastic_edu.distributed import is_main_from_env
+    from elastic_edu.training.distributed import is_main_from_env
 
     if is_main_from_env():
         print(text, flush=True)
@@ -458,9 +454,9 @@ def jsonable(result: dict) -> dict:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
-    from elastic_edu.checkpoint import CheckpointError
     from elastic_edu.data.download import DownloadError
-    from elastic_edu.metrics import NonFiniteScores
+    from elastic_edu.models import NonFiniteScores
+    from elastic_edu.training.checkpoint import CheckpointError
 
     try:
         args = build_parser().parse_args(argv)
@@ -480,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     finally:
-        from elastic_edu.distributed import shutdown
+        from elastic_edu.training.distributed import shutdown
 
         shutdown()
 

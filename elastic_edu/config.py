@@ -111,7 +111,7 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    """Training settings for `elastic_edu.train.fit`."""
+    """Training settings for `elastic_edu.training.fit`."""
 
     objective: str = _opt("all", "all (causal models: every position), cut (history -> next "
                                  "item) or cloze (masked items)",
@@ -156,17 +156,58 @@ class TrainConfig:
         return asdict(self)
 
 
-CONFIG_SECTIONS = {"model": ModelConfig, "train": TrainConfig}
+# The settings a name reaches without its section: command-line options (--subkeys), the
+# parameters of a search space, `tune`'s fixed settings. ModelConfig's `model`, `num_items` and
+# `memory` are set otherwise (--model, the data, the memory's own fields).
+SECTIONS = {"model": ModelConfig, "memory": MemoryConfig, "train": TrainConfig}
+NOT_SETTINGS = {"model", "num_items", "memory"}
 
 
-def read_config_file(path) -> tuple[dict, str | None]:
+def setting_sections() -> dict[str, str]:
+    """{setting name: its section} of every setting a flat name reaches; a name that two
+    sections share would be ambiguous: ValueError (tests/test_config.py holds the fields to it)."""
+    sections = {}
+    for section, cls in SECTIONS.items():
+        for f in fields(cls):
+            if section == "model" and f.name in NOT_SETTINGS:
+                continue
+            if f.name in sections:
+                raise ValueError(f"setting {f.name!r} is a field of both {sections[f.name]} and "
+                                 f"{section}: rename one, flat names must be unique")  # fmt: skip
+            sections[f.name] = section
+    return sections
+
+
+def nest(settings: dict) -> dict[str, dict]:
+    """Flat settings {name: value} -> {section: {name: value}}; None values are left out (unset)
+    and an unknown name is a ValueError."""
+    where = setting_sections()
+    unknown = sorted(set(settings) - set(where))
+    if unknown:
+        raise ValueError(f"unknown settings: {unknown}")
+    out = {section: {} for section in SECTIONS}
+    for name, value in settings.items():
+        if value is not None:
+            out[where[name]][name] = value
+    return out
+
+
+def merge(*layers: dict[str, dict]) -> dict[str, dict]:
+    """Nested settings laid over each other, section by section: later layers win."""
+    out = {section: {} for section in SECTIONS}
+    for layer in layers:
+        for section, values in layer.items():
+            out[section].update(values)
+    return out
+
+
+def read_config_file(path) -> tuple[dict[str, dict], str | None]:
     """Settings from a config JSON: a `tune` output or a `train` result (their "config" block),
     or a bare {"model": {...}, "train": {...}, "dataset": ...}.
 
-    Returns (settings, dataset): settings flat by field name (the memory's fields beside the
-    model's, as `elastic_edu.experiment.default_configs` takes them; ``num_items`` dropped, since
-    the data set it), and the data set the file names (or None). An unknown key is a ValueError
-    naming the file and the key.
+    Returns (settings, dataset): settings by section {"model": ..., "memory": ..., "train": ...}
+    (the model's name under "model", ``num_items`` dropped, since the data set it), and the
+    data set the file names (or None). An unknown key is a ValueError naming the file and the key.
     """
     import json
     from pathlib import Path
@@ -181,20 +222,18 @@ def read_config_file(path) -> tuple[dict, str | None]:
     block = payload.get("config", payload) if isinstance(payload, dict) else None
     if not isinstance(block, dict) or not isinstance(block.get("model", {}), dict):
         raise ValueError(f"--config {path}: expected an object with 'model' and 'train' settings")
-    _refuse_unknown(path, "", block, {*CONFIG_SECTIONS, "dataset"})
-    settings = {}
-    for section, cls in CONFIG_SECTIONS.items():
-        values = dict(block.get(section) or {})
-        _refuse_unknown(path, f"{section}.", values, {f.name for f in fields(cls)})
-        memory = values.pop("memory", None) if section == "model" else None
-        if memory is not None:
-            if not isinstance(memory, dict):
-                raise ValueError(f"--config {path}: model.memory must be an object")
-            _refuse_unknown(path, "model.memory.", memory, {f.name for f in fields(MemoryConfig)})
-            settings.update(memory)
-        settings.update(values)
-    settings.pop("num_items", None)
-    return settings, block.get("dataset") or None
+    _refuse_unknown(path, "", block, {"model", "train", "dataset"})
+    model = dict(block.get("model") or {})
+    train = dict(block.get("train") or {})
+    _refuse_unknown(path, "model.", model, {f.name for f in fields(ModelConfig)})
+    _refuse_unknown(path, "train.", train, {f.name for f in fields(TrainConfig)})
+    memory = model.pop("memory", None)
+    memory = {} if memory is None else memory
+    if not isinstance(memory, dict):
+        raise ValueError(f"--config {path}: model.memory must be an object")
+    _refuse_unknown(path, "model.memory.", memory, {f.name for f in fields(MemoryConfig)})
+    model.pop("num_items", None)
+    return {"model": model, "memory": memory, "train": train}, block.get("dataset") or None
 
 
 def _refuse_unknown(path, prefix: str, values: dict, known: set) -> None:

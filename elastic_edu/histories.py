@@ -21,18 +21,19 @@ def mask_id(num_items: int) -> int:
 
 
 def pad_left(
-    seqs: Sequence[Sequence[int] | np.ndarray], max_len: int, width: int | None = None
+    seqs: Sequence[Sequence[int] | np.ndarray], keep: int, width: int | None = None
 ) -> torch.Tensor:
-    """Left-truncate each sequence to its last `max_len` items and left-pad with 0.
+    """The last `keep` items of each sequence, left-padded with 0 to `width` columns.
 
-    Returns a LongTensor (b, n) with n = `width` or the longest kept sequence.
-    Raises ValueError for an empty history (there is nothing to encode).
+    Returns a LongTensor (b, width), or (b, the longest kept sequence) without `width`; a width
+    below `keep` cuts the older items too. Raises ValueError for an empty history (there is
+    nothing to encode).
     """
-    if max_len < 1:
-        raise ValueError(f"max_len={max_len} must be at least 1")
+    if keep < 1:
+        raise ValueError(f"keep={keep} must be at least 1")
     if len(seqs) == 0:
         raise ValueError("no histories to pad")
-    kept = [np.asarray(s[-max_len:], dtype=np.int64) for s in seqs]
+    kept = [np.asarray(s[-keep:], dtype=np.int64) for s in seqs]
     for j, s in enumerate(kept):
         if len(s) == 0:
             raise ValueError(f"history {j} is empty: a model needs at least one item to encode")

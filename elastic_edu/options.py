@@ -1,10 +1,15 @@
-"""Command-line options generated from the configuration dataclasses (elastic_edu.config).
+"""Command-line options generated from configuration dataclasses (elastic_edu.config, and the
+bench's `elastic_edu.bench.config.BenchConfig`).
 
 `add_dataclass_options` adds one option per dataclass field, with its type, its one-line help
 (the field's ``metadata["help"]``) and its default, so a default or a help text is written once,
-in the dataclass. A hand-written generator (about 40 lines) instead of a library such as tyro or
-jsonargparse: no new dependency, and the options stay plain argparse, which the bench and the
-tests share. `Parser` turns argparse's mistakes into `UserError`: one line, exit status 2.
+in the dataclass. Every option defaults to None (unset), so the dataclass's own default, or a
+config file's, applies; `given` reads back the options that were set, by section, and the
+caller builds its dataclasses from them directly. Flag names are the fields' names, which must
+be unique across the sections of one command (`elastic_edu.config.setting_sections`). A
+hand-written generator (about 60 lines) instead of a library such as tyro or jsonargparse: no
+new dependency, and the options stay plain argparse. `Parser` turns argparse's mistakes into
+`UserError`: one line, exit status 2.
 """
 
 from __future__ import annotations
@@ -14,9 +19,7 @@ import dataclasses
 import types
 import typing
 
-from elastic_edu.config import MemoryConfig, ModelConfig, TrainConfig
-
-SKIP = {"model", "num_items", "memory"}
+from elastic_edu.config import NOT_SETTINGS, SECTIONS
 
 
 class UserError(ValueError):
@@ -39,42 +42,67 @@ def count(text: str) -> int:
 
 
 def _field_type(f: dataclasses.Field, owner: type):
+    """The type an option parses: Optional[X] -> X; list[X] -> (X, True)."""
     hint = typing.get_type_hints(owner)[f.name]
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     if typing.get_origin(hint) in (typing.Union, types.UnionType) and args:
         hint = args[0]
-    return hint
+    if typing.get_origin(hint) is list:
+        return typing.get_args(hint)[0], True
+    return hint, False
+
+
+def _shown(default) -> str:
+    if default is None:
+        return "none"
+    return " ".join(map(str, default)) if isinstance(default, list) else str(default)
 
 
 def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, title: str,
-                          notes: dict[str, str] | None = None) -> None:  # fmt: skip
-    """One option per field of `cls`: --field-name, its type, its help and its default.
+                          section: str, notes: dict[str, str] | None = None,
+                          skip=()) -> None:  # fmt: skip
+    """One option per field of `cls` (but `skip`): --field-name (or the field's ``flag``), its
+    type (a list field takes several values), its choices, its help and its default.
 
-    Options default to None (unset), so a model's own defaults apply; the help shows the
-    dataclass default.
+    Options default to None (unset) and are stored as ``<section>.<field>``: `given` reads them
+    back; the help shows the dataclass default (or `notes`' text for it).
     """
     group = parser.add_argument_group(title)
     for f in dataclasses.fields(cls):
-        if f.name in SKIP:
+        if f.name in skip:
             continue
-        kind = _field_type(f, cls)
+        kind, several = _field_type(f, cls)
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        shown = (notes or {}).get(f.name, "none" if default is None else str(default))
+        shown = (notes or {}).get(f.name, _shown(default))
         text = f"{f.metadata.get('help', '')} (default: {shown})".replace("%", "%%")
-        flag = "--" + f.name.replace("_", "-")
+        flag = f.metadata.get("flag", "--" + f.name.replace("_", "-"))
+        common = {"dest": f"{section}.{f.name}", "default": None, "help": text}
         if kind is bool:
-            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
-                               help=text)  # fmt: skip
-        else:
-            group.add_argument(flag, type=kind, default=None, choices=f.metadata.get("choices"),
-                               metavar=f.name.upper(), help=text)  # fmt: skip
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, **common)
+            continue
+        metavar = flag.lstrip("-").replace("-", "_").upper()
+        parse, nargs = f.metadata.get("parse", kind), "+" if several else None
+        group.add_argument(flag, type=parse, nargs=nargs, choices=f.metadata.get("choices"),
+                           metavar=metavar, **common)  # fmt: skip
 
 
-def overrides(args: argparse.Namespace) -> dict:
-    """The config fields set on the command line (unset ones are None and dropped later)."""
-    names = {f.name for cls in (ModelConfig, MemoryConfig, TrainConfig)
-             for f in dataclasses.fields(cls)} - SKIP  # fmt: skip
-    return {n: getattr(args, n) for n in names if hasattr(args, n)}
+def add_config_options(parser: argparse.ArgumentParser, notes: dict[str, str]) -> None:
+    """The options of every config section (model, interest memory, training)."""
+    titles = {"model": "model", "memory": "interest memory", "train": "training"}
+    for section, cls in SECTIONS.items():
+        title = f"{titles[section]} (elastic_edu.config.{cls.__name__})"
+        skip = NOT_SETTINGS if section == "model" else ()
+        add_dataclass_options(parser, cls, title, section, notes.get(section), skip)
+
+
+def given(args: argparse.Namespace, sections=tuple(SECTIONS)) -> dict[str, dict]:
+    """The options set on the command line, by section: {section: {field: value}}."""
+    out = {section: {} for section in sections}
+    for dest, value in vars(args).items():
+        section, dot, name = dest.partition(".")
+        if dot and section in out and value is not None:
+            out[section][name] = value
+    return out
 
 
 def plain(text: str) -> str:

@@ -285,7 +285,7 @@ for k in (1, 3, 5):
 
 # %%
 # NBVAL_CHECK_OUTPUT
-from elastic_edu.metrics import metrics_from_ranks, ranks_from_scores
+from elastic_edu.evaluation import metrics_from_ranks, ranks_from_scores
 
 lib_ranks = ranks_from_scores(toy_scores, toy_targets)
 assert lib_ranks.tolist() == hand_ranks
@@ -336,7 +336,7 @@ print(f"test targets already in their own history: {in_history:.1%}")
 # %%
 # NBVAL_CHECK_OUTPUT
 from elastic_edu import ModelConfig
-from elastic_edu.metrics import evaluate
+from elastic_edu.evaluation import evaluate
 from elastic_edu.models import build_model
 
 popularity_config = ModelConfig(model="popularity", num_items=data.num_items)
@@ -357,7 +357,7 @@ assert all(masked[m] >= unmasked[m] for m in unmasked)
 
 # %%
 # NBVAL_CHECK_OUTPUT
-from elastic_edu.metrics import rank_targets
+from elastic_edu.evaluation import rank_targets
 
 train_counts = np.bincount(np.concatenate(split.train), minlength=data.num_items + 1)
 train_counts[0] = -1  # padding never competes
@@ -379,7 +379,7 @@ print(f"NDCG@10 from the hand ranks: {metrics_from_ranks(pop_ranks)['NDCG@10']:.
 
 # %%
 # NBVAL_CHECK_OUTPUT
-from elastic_edu.metrics import recommend
+from elastic_edu.models import recommend
 
 titles = data.item_titles
 made_up = [next((j for j, t in enumerate(titles) if t == name), None) for name in MADE_UP_TITLES]

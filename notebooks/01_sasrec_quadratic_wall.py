@@ -157,7 +157,7 @@ print(our_weights[0, 0].detach().numpy().round(2))
 # SASRec model: replace the item at position 30 of a history and compare the states.
 
 # %%
-from elastic_edu.experiment import default_configs
+from elastic_edu.experiments import default_configs
 from elastic_edu.models import build_model
 
 data = tutorial_data(DATASET)
@@ -204,7 +204,7 @@ assert earlier_same and later_changed
 # that command on a 2-core AMD EPYC; this notebook quotes none of them.
 
 # %%
-from elastic_edu.experiment import run
+from elastic_edu.experiments import run
 
 result = run(split, model_config, train_config, dataset=data.name, progress=not QUICK)
 sasrec = result["model"].eval()
@@ -218,7 +218,7 @@ print(
 
 # %%
 from elastic_edu import ModelConfig
-from elastic_edu.metrics import evaluate
+from elastic_edu.evaluation import evaluate
 
 # popularity, the floor of notebook 00: built from the registry, counted instead of trained
 popularity = build_model(ModelConfig(model="popularity", num_items=data.num_items))
@@ -274,7 +274,7 @@ viz.attention_heatmap(weights, title="SASRec attention, layer 1, heads averaged 
 
 # %%
 # NBVAL_CHECK_OUTPUT
-from elastic_edu.flops import score_matrix_bytes
+from elastic_edu.nn.flops import score_matrix_bytes
 
 torch.manual_seed(SEED)
 probe = build_model(
@@ -343,7 +343,7 @@ viz.loglog_figure(
 # form its `elastic-k<K>` label names and how it measured memory.
 
 # %%
-from elastic_edu.bench_report import load_results, summarise
+from elastic_edu.bench.report import load_results, summarise
 from elastic_edu.paths import repo_root
 
 bench_files = sorted((repo_root() / "results").glob("bench-*.json")) if repo_root() else []

@@ -324,8 +324,9 @@ assert (moved[:CHANGED_POSITION] > 1e-6).all()
 
 # %%
 # NBVAL_CHECK_OUTPUT
-from elastic_edu.flops import count_flops, dispatcher_flops, self_attention_flops
+from elastic_edu.bench.flops import count_flops
 from elastic_edu.nn import CausalSelfAttention
+from elastic_edu.nn.flops import dispatcher_flops, self_attention_flops
 
 
 def counted(fn, *args, **kwargs):
@@ -436,8 +437,8 @@ import torch.nn.functional as F
 
 from elastic_edu.data import PAD
 from elastic_edu.data.batches import AllPositions
-from elastic_edu.metrics import evaluate
-from elastic_edu.train import fit
+from elastic_edu.evaluation import evaluate
+from elastic_edu.training import fit
 
 
 def all_positions_loss(model, inputs, targets):
@@ -659,8 +660,8 @@ from elastic_edu.nn.causal_dispatcher import (
     MAX_RATE,
     CausalDispatcherAttention,
     CausalDispatcherBlock,
-    prefix_softmax_average,
 )
+from elastic_edu.nn.reference import prefix_softmax_average
 
 
 def expert_terms_by_hand(layer, experts, heads):
@@ -739,8 +740,13 @@ with torch.no_grad():
     lib = prefix_softmax_average(scores, values, own_score, own_value)
     loop = per_prefix_loop(*(t.double() for t in (scores, values, own_score, own_value)))
     terms = causal_layer.expert_terms(experts)
-for name, mine in (("q", q), ("own_score", own_score), ("own_value", own_value), ("rate", rate)):
-    torch.testing.assert_close(mine, terms[name])
+for name, mine in (
+    ("query", q),
+    ("own_score", own_score),
+    ("own_value", own_value),
+    ("rate", rate),
+):
+    torch.testing.assert_close(mine, getattr(terms, name))
 torch.testing.assert_close(ours, lib)
 torch.testing.assert_close(ours.double(), loop, rtol=1e-5, atol=1e-5)
 print(f"summaries A (b, h, n, e, d) = {tuple(ours.shape)}")
@@ -859,7 +865,7 @@ assert (moved[:CHANGED_POSITION] <= 1e-6).all()
 
 # %%
 # NBVAL_CHECK_OUTPUT
-from elastic_edu.flops import causal_dispatcher_flops
+from elastic_edu.nn.flops import causal_dispatcher_flops
 
 
 def causal_flops_counted(n):
@@ -981,7 +987,7 @@ print(f"planted interests: {PLANTED['num_interests']}, experts: k = {LDA['num_ex
 
 # %%
 # NBVAL_CHECK_OUTPUT
-from elastic_edu.analysis import nmi as library_nmi
+from elastic_edu.evaluation import nmi as library_nmi
 
 
 def nmi(a, c):
@@ -1022,7 +1028,7 @@ print("hand-written nmi == elastic_edu.analysis.nmi")
 # counts, no relation to the positions: chance agreement), and the same model before training.
 
 # %%
-from elastic_edu.analysis import expert_assignments, shuffled_nmi
+from elastic_edu.evaluation import expert_assignments, shuffled_nmi
 
 # planted interest of each item a model reads: the last N of every test history
 test_labels = [interest_of_item[h[-PLANTED_LEN:]] for h in planted_split.test.histories]

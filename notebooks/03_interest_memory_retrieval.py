@@ -86,15 +86,15 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from elastic_edu import viz
-from elastic_edu.analysis import slot_counts, usage_stats
+from elastic_edu.bench.profile import time_runs
 from elastic_edu.data import leave_one_out
-from elastic_edu.experiment import default_configs
-from elastic_edu.flops import bruteforce_key_flops, product_key_flops
+from elastic_edu.evaluation import slot_counts, usage_stats
+from elastic_edu.experiments import default_configs
 from elastic_edu.models import build_model
 from elastic_edu.nn import ProductKeyMemory, product_key_topk
+from elastic_edu.nn.flops import bruteforce_key_flops, product_key_flops
 from elastic_edu.nn.reference import full_keys, product_key_bruteforce
-from elastic_edu.profile import time_runs
-from elastic_edu.train import fit, seed_everything
+from elastic_edu.training import fit, seed_everything
 from elastic_edu.tutorial import check, tutorial_data
 
 # %% [markdown]

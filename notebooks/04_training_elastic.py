@@ -106,18 +106,17 @@ from IPython.display import Markdown, display
 
 from elastic_edu import viz
 from elastic_edu.data import leave_one_out
-from elastic_edu.experiment import (
+from elastic_edu.evaluation import (
     by_history_length,
-    default_configs,
+    evaluate_sampled,
     format_table,
     ndcg_per_user,
     paired_test,
-    run,
     summarise,
     user_ndcg,
 )
-from elastic_edu.metrics import evaluate_sampled, recommend
-from elastic_edu.models import ALIASES, REGISTRY, check_objective, get_spec
+from elastic_edu.experiments import default_configs, run
+from elastic_edu.models import ALIASES, REGISTRY, check_objective, get_spec, recommend
 from elastic_edu.paths import repo_root
 from elastic_edu.tutorial import check, tutorial_data
 
@@ -184,9 +183,9 @@ from elastic_edu.histories import mask_id
 
 toy, toy_len, toy_mask = [np.arange(1, 9)], 4, mask_id(8)
 samplers = {
-    "all": AllPositions(train=toy, max_len=toy_len, batch_size=8),
-    "cut": RandomCuts(train=toy, max_len=toy_len, batch_size=8, cuts_per_user=3),
-    "cloze": Cloze(train=toy, max_len=toy_len, batch_size=8, mask_token=toy_mask, mask_prob=0.3),
+    "all": AllPositions(train=toy, window=toy_len, batch_size=8),
+    "cut": RandomCuts(train=toy, window=toy_len, batch_size=8, cuts_per_user=3),
+    "cloze": Cloze(train=toy, window=toy_len, batch_size=8, mask_token=toy_mask, mask_prob=0.3),
 }
 for objective, sampler in samplers.items():
     print(f"{objective}:")
@@ -648,7 +647,7 @@ print(
 # costs the same after 1 event and after hundreds: its state has a fixed size.
 
 # %%
-from elastic_edu.profile import time_runs
+from elastic_edu.bench.profile import time_runs
 
 points = sorted({t for t in (1, 2, 5, 10, 20, 50, 100, 200, 500) if t < len(history)})
 step_ms, score_ms = [], []

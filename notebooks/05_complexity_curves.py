@@ -89,7 +89,8 @@ from IPython.display import display
 from torch.utils.flop_counter import FlopCounterMode
 
 from elastic_edu import bench, viz
-from elastic_edu.bench_report import (
+from elastic_edu.bench.flops import count_flops
+from elastic_edu.bench.report import (
     crossover,
     format_crossover,
     format_stream,
@@ -99,16 +100,14 @@ from elastic_edu.bench_report import (
     reference_k,
     summarise,
 )
-from elastic_edu.bench_settings import make_settings
-from elastic_edu.flops import (
+from elastic_edu.nn import CausalSelfAttention, DispatcherAttention
+from elastic_edu.nn.causal_dispatcher import CausalDispatcherAttention
+from elastic_edu.nn.flops import (
     causal_dispatcher_flops,
-    count_flops,
     dispatcher_crossover,
     dispatcher_flops,
     self_attention_flops,
 )
-from elastic_edu.nn import CausalSelfAttention, DispatcherAttention
-from elastic_edu.nn.causal_dispatcher import CausalDispatcherAttention
 from elastic_edu.paths import repo_root
 from elastic_edu.tutorial import check
 
@@ -685,7 +684,7 @@ STREAM_ARGS = [
     *("--batch", "2", "--device", str(device), "--repeats", "3" if QUICK else "5"),
     *("--threads", "1", "--timeout", "60", "--seed", str(SEED)),
 ]
-live_stream = bench.run_bench(make_settings(STREAM_ARGS), log=print)
+live_stream = bench.run_bench(bench.BenchConfig.from_argv(STREAM_ARGS), log=print)
 print()
 print(format_stream(live_stream))
 
@@ -733,7 +732,7 @@ LIVE_ARGS = [
     *("--batch", "2", "--device", str(device), "--repeats", "3" if QUICK else "5"),
     *("--threads", "1", "--timeout", "60", "--seed", str(SEED)),
 ]
-settings = make_settings(LIVE_ARGS)
+settings = bench.BenchConfig.from_argv(LIVE_ARGS)
 live = bench.run_bench(settings, log=print)
 print(f"\nlabels: {live['settings']['labels']}\nmemory: {live['settings']['memory']}")
 

@@ -49,9 +49,9 @@ import numpy as np
 from IPython.display import display
 
 from elastic_edu import viz
-from elastic_edu.curriculum import DistanceCurriculum
 from elastic_edu.data import item_interest_array, leave_one_out, load_sequences, thin_noise
 from elastic_edu.paths import repo_root
+from elastic_edu.training import DistanceCurriculum
 from elastic_edu.tutorial import check
 
 # %% [markdown]

@@ -90,14 +90,13 @@ import plotly.graph_objects as go
 import torch  # noqa: F401 - the exercises' solutions use it
 
 from elastic_edu import ModelConfig, viz
-from elastic_edu.checkpoint import load_checkpoint
 from elastic_edu.data import leave_one_out
 from elastic_edu.device import describe_device
-from elastic_edu.experiment import default_configs
-from elastic_edu.metrics import evaluate
+from elastic_edu.evaluation import evaluate
+from elastic_edu.experiments import default_configs
 from elastic_edu.models import build_model
 from elastic_edu.paths import data_dir
-from elastic_edu.train import fit, seed_everything
+from elastic_edu.training import fit, load_checkpoint, seed_everything
 from elastic_edu.tutorial import check, tutorial_data
 from elastic_edu.widgets import ComplexityExplorer, InterestInspector, inspect_history
 

@@ -95,7 +95,7 @@ bench d512-bf16 200 "${COMMON[@]}" "${MODELS[@]}" --dim 512 --heads 8 --dtype bf
 import sys
 from pathlib import Path
 
-from elastic_edu import bench_report as report
+from elastic_edu.bench import report
 
 out, card = Path(sys.argv[1]), sys.argv[2]
 for name in ("d256-bf16", "d256-fp32", "d256-stream", "d256-compile", "d512-bf16"):

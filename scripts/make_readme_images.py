@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from elastic_edu import viz  # noqa: E402
-from elastic_edu.bench_report import load_results  # noqa: E402
+from elastic_edu.bench.report import load_results  # noqa: E402
 from elastic_edu.tutorial import static_figures  # noqa: E402
 
 RESULTS, IMAGES = ROOT / "results", ROOT / "docs" / "images"

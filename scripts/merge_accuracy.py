@@ -2,7 +2,7 @@
 
 Runs of one label may come from several files (one process per model or per seed); each seed
 counts once. The merged file is what `compare` itself would have written for all of them
-(`elastic_edu.experiment.comparison`), with the commands that made the parts:
+(`elastic_edu.evaluation.statistics.comparison`), with the commands that made the parts:
 
     python scripts/merge_accuracy.py results/parts/accuracy-*.json \\
         --out results/accuracy-ml-100k-cpu-amd-epyc.json
@@ -14,7 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-from elastic_edu.experiment import comparison
+from elastic_edu.evaluation import comparison
 from elastic_edu.files import write_json
 from elastic_edu.models import get_spec
 

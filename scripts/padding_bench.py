@@ -27,11 +27,12 @@ import torch
 import torch.nn.functional as F
 from einops import einsum, rearrange
 
+from elastic_edu.bench.point import optimizer_step
 from elastic_edu.config import TrainConfig
 from elastic_edu.data import leave_one_out, load_sequences
 from elastic_edu.data.batches import make_sampler
 from elastic_edu.device import describe_device
-from elastic_edu.experiment import default_configs
+from elastic_edu.experiments import default_configs
 from elastic_edu.files import write_json
 from elastic_edu.histories import PAD
 from elastic_edu.models import build_model
@@ -47,23 +48,18 @@ def loss_at_every_position(model, inputs, targets):
 
 
 def epoch_seconds(model, batches, optimizer, old_loss: bool) -> float:
+    """Seconds of one epoch of the bench's timed step (`optimizer_step`), batch by batch."""
+    loss = loss_at_every_position if old_loss else lambda m, x, y: m.loss(x, y, "all")
     start = time.perf_counter()
     for inputs, targets in batches:
-        optimizer.zero_grad(set_to_none=True)
-        if old_loss:
-            loss = loss_at_every_position(model, inputs, targets)
-        else:
-            loss = model.loss(inputs, targets, "all")
-        loss.backward()
-        optimizer.step()
+        optimizer_step(optimizer, lambda x=inputs, y=targets: loss(model, x, y))
     return time.perf_counter() - start
 
 
 def measure(split, model_name: str, epochs: int, seed: int) -> dict:
     """Median seconds per epoch of each variant, the variants timed in turn each epoch."""
     mc, _ = default_configs(model_name, split.num_items)
-    torch.manual_seed(seed)
-    model = build_model(mc).train()
+    model = build_model(mc, seed=seed).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     variants = {"every position": (False, True), "targets only": (False, False),
                 "targets only + buckets": (True, False)}  # fmt: skip

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from elastic_edu import bench_report
-from elastic_edu.plotstyle import display_name
+from elastic_edu.bench import report as bench_report
+from elastic_edu.viz import display_name
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 ACCURACY = RESULTS / "accuracy-ml-100k-cpu-amd-epyc.json"
@@ -137,7 +137,7 @@ def probe_runs(name: str) -> dict[int, dict]:
 def probes(table: dict) -> str:
     """Each probe against the table's runs of the same label and seeds: test NDCG@10 per seed
     and its mean, epochs, slot usage and NDCG@10 by history length (pooled over those seeds)."""
-    from elastic_edu.experiment import by_history_length
+    from elastic_edu.evaluation import by_history_length
 
     rows, head = [], None
     for name, (label, change) in PROBES.items():

@@ -8,7 +8,7 @@
    `distance` events back). ELASTIC reads N = 2048; SASRec gets the longest N whose training
    step is no slower than ELASTIC's on this machine; both train for the same wall-clock budget,
    on random cuts drawn at answer events (the other targets are noise and carry no signal),
-   with the same curriculum over distance (`elastic_edu.curriculum.DistanceCurriculum`): each
+   with the same curriculum over distance (`elastic_edu.training.DistanceCurriculum`): each
    model's
    own window of N events, its noise thinned to 1/32, 1/16, ... of the events, moving on at 90%
    training accuracy, then in full (for at least the second half of the budget).
@@ -27,23 +27,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from elastic_edu import profile
-from elastic_edu.analysis import (
+from elastic_edu.bench.point import step_seconds
+from elastic_edu.config import MemoryConfig, ModelConfig, TrainConfig
+from elastic_edu.data import item_interest_array, leave_one_out, load_sequences, thin_noise
+from elastic_edu.device import choose_device, describe_device
+from elastic_edu.evaluation import (
+    evaluate,
     expert_assignments,
     nmi,
     per_user_nmi,
+    rank_targets,
     shuffled_nmi,
     shuffled_per_user_nmi,
     slot_assignments,
 )
-from elastic_edu.config import MemoryConfig, ModelConfig, TrainConfig
-from elastic_edu.curriculum import DistanceCurriculum
-from elastic_edu.data import item_interest_array, leave_one_out, load_sequences, thin_noise
-from elastic_edu.device import choose_device, describe_device
 from elastic_edu.histories import pad_left
-from elastic_edu.metrics import evaluate, rank_targets
 from elastic_edu.models import build_model, get_spec
-from elastic_edu.train import fit
+from elastic_edu.training import DistanceCurriculum, fit
 
 MEMORY = MemoryConfig(subkeys=16, candidates=16)
 
@@ -83,8 +83,7 @@ def planted(args, device) -> dict:
             device=str(device),
             seed=args.seed,
         )
-        torch.manual_seed(args.seed)
-        model = build_model(mc)
+        model = build_model(mc, seed=args.seed)
         result = fit(model, split, tc, progress=not args.quiet)
         hist = split.test.histories[: args.eval_users]
         users = split.test.users[: args.eval_users]
@@ -105,7 +104,7 @@ def planted(args, device) -> dict:
             "train_seconds": result.train_seconds,
             "epochs": len(result.history),
         }
-        if hasattr(model, "memory"):  # slot ids name the same memory row for every user
+        if model.has_memory:  # slot ids name the same memory row for every user
             slots = np.concatenate(slot_assignments(model, hist))
             out[model_name]["nmi_slots"] = nmi(slots, p)
             out[model_name]["nmi_slots_shuffled"] = shuffled_nmi(slots, p)
@@ -117,23 +116,6 @@ def planted(args, device) -> dict:
             flush=True,
         )
     return out
-
-
-def step_seconds(mc: ModelConfig, device, batch: int, repeats: int = 3) -> float:
-    """Median wall time of one training step (forward, backward, AdamW) at mc.max_len."""
-    torch.manual_seed(0)
-    model = build_model(mc).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    items = torch.randint(1, mc.num_items + 1, (batch, mc.max_len), device=device)
-    target = torch.randint(1, mc.num_items + 1, (batch,), device=device)
-
-    def step():
-        loss = model.loss(items, target, "cut")
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-    return profile.time_runs(step, repeats, warmup=1, device=device).median_ms / 1e3
 
 
 def long_context(args, device) -> dict:
@@ -151,14 +133,14 @@ def long_context(args, device) -> dict:
         model=get_spec(args.elastic_model).name, max_len=args.elastic_len, num_experts=16,
         memory=MEMORY, **base,
     )  # fmt: skip
-    budget = step_seconds(elastic, device, args.batch)
+    budget = step_seconds(elastic, args.batch, device)  # the bench's timed training step
     timings = {}
     chosen = None
     for n in (256, 512, 1024, 2048, 4096):
         if n > 2 * elastic.max_len:
             break
         mc = ModelConfig(model="sasrec", max_len=n, attention="sdpa", **base)
-        timings[n] = step_seconds(mc, device, args.batch)
+        timings[n] = step_seconds(mc, args.batch, device)
         if timings[n] > budget:
             break  # longer N only gets slower
         chosen = mc
@@ -177,8 +159,7 @@ def long_context(args, device) -> dict:
     if args.ablation:
         runs.append(("elastic_no_curriculum", elastic, [1.0]))
     for label, mc, stages in runs:
-        torch.manual_seed(args.seed)
-        model = build_model(mc).to(device)
+        model = build_model(mc, seed=args.seed).to(device)
         # every model spends at least the second half of its budget on the full task
         curriculum = DistanceCurriculum(tuple(stages), full_after=30 * args.minutes)
         sampler = AnswerCuts(split.train, answers, is_noise, mc.max_len, args.batch, curriculum)

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from elastic_edu import experiment
 from elastic_edu.cli import main
+from elastic_edu.experiments import runs as experiment
 from elastic_edu.models import build_model
 from tests.conftest import FIXTURES
 
@@ -152,16 +152,16 @@ def test_output_paths_are_checked_before_anything_runs(flag, path, tiny_dir, tmp
     assert not (tmp_path / "new").exists() or not any((tmp_path / "new").iterdir())
 
 
-def _nan_model(config):
-    model = build_model(config)
+def _nan_model(config, seed=None):
+    model = build_model(config, seed)
     with torch.no_grad():
         model.item_emb.weight[1] = float("nan")
     return model
 
 
-def _nan_at_validation(config):
+def _nan_at_validation(config, seed=None):
     """A model that trains normally and gives NaN scores when evaluated (diverged late)."""
-    model = build_model(config)
+    model = build_model(config, seed)
     score = model.score
 
     def diverged(histories):
@@ -413,8 +413,8 @@ def test_out_and_checkpoint_are_checked_against_each_other_first(out, says, tiny
 
 def _full_disk_under(folder, monkeypatch, tmp_path):
     """Every write into `folder` fails with ENOSPC; the temporary folder is tmp_path/tmp."""
-    import elastic_edu.checkpoint as checkpoint
     import elastic_edu.files as files
+    import elastic_edu.training.checkpoint as checkpoint
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()

@@ -88,3 +88,31 @@ def test_defaults_are_valid_and_round_trip():
     assert TrainConfig().eval_batch_size == 256
     with pytest.raises(ValueError, match="unknown ModelConfig fields.*experts"):
         ModelConfig.from_dict({**mc.to_dict(), "experts": 4})
+
+
+def test_flat_setting_names_are_unique_across_the_sections():
+    """A flat name (--subkeys, a search-space parameter, tune's fixed settings) reaches exactly
+    one field: no field name repeats across ModelConfig, MemoryConfig and TrainConfig."""
+    from dataclasses import fields
+
+    from elastic_edu.config import NOT_SETTINGS, SECTIONS, nest, setting_sections
+
+    names = [f.name for section, cls in SECTIONS.items() for f in fields(cls)
+             if not (section == "model" and f.name in NOT_SETTINGS)]  # fmt: skip
+    assert len(names) == len(set(names)) == len(setting_sections())
+    nested = nest({"subkeys": 8, "dim": 32, "lr": 0.01, "seed": None})
+    assert nested == {"model": {"dim": 32}, "memory": {"subkeys": 8}, "train": {"lr": 0.01}}
+    with pytest.raises(ValueError, match="unknown settings.*colour"):
+        nest({"colour": "red"})
+
+
+def test_a_name_in_two_sections_is_refused(monkeypatch):
+    import elastic_edu.config as config
+
+    @config.dataclass
+    class Clash:
+        lr: float = 0.1
+
+    monkeypatch.setitem(config.SECTIONS, "clash", Clash)
+    with pytest.raises(ValueError, match="'lr' is a field of both train and clash"):
+        config.setting_sections()

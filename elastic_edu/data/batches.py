@@ -1,4 +1,4 @@
-"""Training batches for each objective, as samplers that `elastic_edu.train.fit` iterates.
+"""Training batches for each objective, as samplers that `elastic_edu.training.fit` iterates.
 
 A sampler turns the training sequences into (inputs, targets) batches of left-padded ids, one
 epoch at a time, from a numpy Generator (so a seed repeats an epoch exactly):
@@ -8,9 +8,10 @@ epoch at a time, from a numpy Generator (so a seed repeats an epoch exactly):
     Cloze         windows of up to N items with some items replaced by [MASK], which are the
                   targets; a fraction of the windows masks only its last item
 
-`context` > 0 prepends up to that many older items before each window's inputs (ELASTIC-causal
-builds its retrieval query from them; they are never targets). With `world_size` > 1 each rank
-takes every world_size-th batch of the same shuffled epoch (`elastic_edu.distributed`).
+N is the model's `window`; `context` > 0 (the model's `context`) prepends up to that many older
+items before each window's inputs (ELASTIC-causal builds its retrieval query from them; they are
+never targets). With `world_size` > 1 each rank
+takes every world_size-th batch of the same shuffled epoch (`elastic_edu.training.distributed`).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ class Sampler:
     """Base: `epoch(rng)` lists one epoch's batches; `shard` keeps this rank's share."""
 
     train: Sequence[np.ndarray]
-    max_len: int
+    window: int  # N, the positions a model reads (its `window`)
     batch_size: int
     context: int = 0
     rank: int = 0
@@ -78,21 +79,21 @@ class AllPositions(Sampler):
     """Causal training on every position (objective ``all``).
 
     Inputs are the window minus its last item, targets the window minus its first item. A
-    sequence longer than max_len + 1 is cut into consecutive windows, ending at its last item;
+    sequence longer than window + 1 is cut into consecutive windows, ending at its last item;
     the windows are shuffled. Yields (inputs (b, c + n), targets (b, n)), 0 where padded.
     """
 
     def batches(self, rng):
         found = []
         for seq in self.train:
-            for start, end in windows(seq, self.max_len, 1):
+            for start, end in windows(seq, self.window, 1):
                 found.append((seq, start, end))
         lengths = [end - start for _, start, end in found]
         for group in self.groups(len(found), lengths, rng):
             chunk = [found[j] for j in group]
             inputs = [seq[max(0, start - self.context) : end - 1] for seq, start, end in chunk]
             targets = [seq[start + 1 : end] for seq, start, end in chunk]
-            yield pad_left(inputs, self.max_len + self.context), pad_left(targets, self.max_len)
+            yield pad_left(inputs, self.window + self.context), pad_left(targets, self.window)
 
 
 @dataclass
@@ -112,8 +113,8 @@ class RandomCuts(Sampler):
         for u, seq in enumerate(self.train):
             if len(seq) >= 2:
                 samples.extend((u, int(t)) for t in rng.integers(1, len(seq), self.cuts_per_user))
-        width = self.max_len + self.context
-        lengths = [min(t, self.max_len) for _, t in samples]
+        width = self.window + self.context
+        lengths = [min(t, self.window) for _, t in samples]
         for group in self.groups(len(samples), lengths, rng):
             chunk = [samples[j] for j in group]
             history = [self.train[u][:t] for u, t in chunk]
@@ -125,7 +126,7 @@ class RandomCuts(Sampler):
 class Cloze(Sampler):
     """Masked-item training (objective ``cloze``, BERT4Rec-style) for non-causal encoders.
 
-    Each window of up to max_len items has each item replaced by `mask_token` with probability
+    Each window of up to `window` items has each item replaced by `mask_token` with probability
     `mask_prob` (at least one per window); with probability `last_prob` a window masks only its
     last item instead, the way evaluation reads. Targets are the original items at the masked
     positions and 0 elsewhere. Yields (inputs (b, n), targets (b, n)).
@@ -138,9 +139,9 @@ class Cloze(Sampler):
     def batches(self, rng):
         if self.mask_token <= PAD:
             raise ValueError("Cloze needs the model's mask_token")
-        found = [seq[s:e] for seq in self.train for s, e in windows(seq, self.max_len, 0)]
+        found = [seq[s:e] for seq in self.train for s, e in windows(seq, self.window, 0)]
         for group in self.groups(len(found), [len(f) for f in found], rng):
-            inputs = pad_left([found[j] for j in group], self.max_len)
+            inputs = pad_left([found[j] for j in group], self.window)
             real = inputs != PAD
             masked = (torch.from_numpy(rng.random(inputs.shape)) < self.mask_prob) & real
             last = torch.from_numpy(rng.random(len(inputs)) < self.last_prob)
@@ -152,10 +153,10 @@ class Cloze(Sampler):
 
 
 def make_sampler(objective: str, train, model, config, rank: int = 0, world_size: int = 1):
-    """The sampler for `objective` (a TrainConfig field) and `model` (its max_len, context)."""
-    common = {"train": train, "max_len": model.config.max_len, "batch_size": config.batch_size,
-              "context": model.width - model.config.max_len, "rank": rank,
-              "world_size": world_size, "by_length": config.length_buckets}  # fmt: skip
+    """The sampler for `objective` (a TrainConfig field) and `model` (its window and context)."""
+    common = {"train": train, "window": model.window, "batch_size": config.batch_size,
+              "context": model.context, "rank": rank, "world_size": world_size,
+              "by_length": config.length_buckets}  # fmt: skip
     if objective == "all":
         return AllPositions(**common)
     if objective == "cut":

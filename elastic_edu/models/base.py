@@ -1,7 +1,9 @@
-"""What every recommender here shares: one path from histories to scores, and the losses.
+"""What every recommender here shares: its facts, one path from histories to scores, the losses.
 
-    histories (lists of item ids) --prepare--> items (b, n) left-padded, truncated to N
-        --encode--> states (b, n, d) --final state . item embeddings--> scores (b, i)
+    histories (lists of item ids) --prepare--> items (b, c + n) left-padded: the window of the
+        last N = `window` items, after the `context` older items only retrieval reads (c = 0
+        for most models) --encode--> states (b, n, d)
+        --final state . item embeddings--> scores (b, i)
 
 The model owns the whole path (`score`), so evaluation, `recommend` and the widgets rank what
 training optimises. Objectives (docs/DESIGN.md, "Training objectives"):
@@ -29,6 +31,23 @@ from elastic_edu.config import ModelConfig
 from elastic_edu.histories import PAD, mask_id, pad_left
 
 OBJECTIVES = ("all", "cut", "cloze")
+FLOAT = 4  # bytes per number
+
+
+class NonFiniteScores(FloatingPointError):
+    """A model gave NaN or infinite scores to real items: its weights have diverged."""
+
+
+def check_finite(scores: torch.Tensor, where: str = "") -> None:
+    """Raise NonFiniteScores when any real item (not padding) has a NaN or +-inf score."""
+    bad = ~torch.isfinite(scores[:, PAD + 1 :])
+    if bad.any():
+        users, items = int(bad.any(dim=1).sum()), int(bad.any(dim=0).sum())
+        raise NonFiniteScores(
+            f"the model gives NaN or infinite scores{where} to {users} of {len(scores)} users "
+            f"and {items} of {scores.shape[1] - 1} items: its weights have diverged (lower the "
+            "learning rate); no metric is computed from such scores"
+        )
 
 
 @dataclass
@@ -56,17 +75,21 @@ class EncoderOutput:
 class Recommender(nn.Module):
     """The scoring interface shared by neural models and popularity.
 
-    A subclass sets `name` (its registry name), `objectives` (what `fit` may train it with) and
-    `default_objective`, and implements `final_state` and `item_repr`.
+    A subclass declares its facts as class attributes (below: what the registry, `fit`, the
+    bench and the evaluation read, never a model's name) and implements `final_state` and
+    `item_repr`; a model with an encoder also its cost, `flops` and `attention_numbers`.
     """
 
-    name: ClassVar[str] = ""
-    objectives: ClassVar[tuple[str, ...]] = ()
+    name: ClassVar[str] = ""  # its registry name
+    objectives: ClassVar[tuple[str, ...]] = ()  # what `fit` may train it with (none: counted)
     default_objective: ClassVar[str | None] = None
     causal: ClassVar[bool] = False  # the state at t depends on items up to t only
     streams: ClassVar[bool] = False  # offers start/step for event-by-event inference
-    uses: ClassVar[tuple[str, ...]] = ()  # ModelConfig fields it reads beyond the shared ones
-    search_space: ClassVar[tuple] = ()  # what `tune` varies (elastic_edu.search_space)
+    encodes: ClassVar[bool] = False  # a neural encoder of histories (`encode`): what the bench runs
+    backends: ClassVar[tuple[str, ...]] = ()  # attention back-ends (ModelConfig.attention)
+    has_experts: ClassVar[bool] = False  # k interest experts per window (ModelConfig.num_experts)
+    has_memory: ClassVar[bool] = False  # experts retrieved from the interest memory (.memory)
+    search_space: ClassVar[tuple] = ()  # what `tune` varies (elastic_edu.models.search_space)
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -82,13 +105,19 @@ class Recommender(nn.Module):
         return tensor.device if tensor is not None else torch.device("cpu")
 
     @property
-    def width(self) -> int:
-        """How many of a history's latest items `prepare` keeps."""
+    def window(self) -> int:
+        """N: how many of a history's latest positions the encoder reads (config.max_len)."""
         return self.config.max_len
 
+    @property
+    def context(self) -> int:
+        """How many older items before the window only the retrieval query reads (0: none)."""
+        return 0
+
     def prepare(self, histories: Sequence[Sequence[int] | np.ndarray]) -> torch.Tensor:
-        """Histories (time-ordered item ids) -> items (b, n) left-padded, on the model's device."""
-        return pad_left(histories, self.width).to(self.device)
+        """Histories (time-ordered item ids) -> items (b, c + n) left-padded, on the model's
+        device: at most `context` older items, then at most `window` latest ones."""
+        return pad_left(histories, keep=self.context + self.window).to(self.device)
 
     def final_state(self, items: torch.Tensor) -> torch.Tensor:
         """items (b, n) -> (b, d): the user's representation after the latest item."""
@@ -112,6 +141,30 @@ class Recommender(nn.Module):
         scores[:, PAD] = float("-inf")
         return scores
 
+    def memory_parameters(self) -> list[nn.Parameter]:
+        """Parameters that want the memory learning rate (TrainConfig.memory_lr_scale): the
+        interest memory's value rows, for a model that has one."""
+        return self.memory.memory_parameters() if self.has_memory else []
+
+    def flops(self, batch: int, n: int, context: int = 0) -> int:
+        """Matrix-product FLOPs of ``encode`` on items (batch, context + n): n positions in the
+        window, `context` older items before it (`elastic_edu.nn.flops` has the formulas)."""
+        raise ValueError(f"{type(self).__name__}: no formula for model {self.name!r}")
+
+    def activation_bytes(self, batch: int, targets: int) -> int:
+        """Rough bytes of one training batch's activations outside the interest memory: 16
+        numbers per position, feature and layer, 3 per target and catalogue item (the logits),
+        and what the model's attention keeps (`attention_numbers`)."""
+        c = self.config
+        numbers = 16 * batch * self.window * c.dim * c.layers
+        numbers += 3 * batch * targets * (c.num_items + 2)
+        return FLOAT * (numbers + self.attention_numbers(batch))
+
+    def attention_numbers(self, batch: int) -> int:
+        """Numbers one training batch's attention keeps beyond the 16 per position and feature
+        that `activation_bytes` counts (0: nothing more)."""
+        return 0
+
 
 class SequentialRecommender(Recommender):
     """Neural sequential recommender: item (+ position) embeddings, encoder, tied output.
@@ -122,6 +175,7 @@ class SequentialRecommender(Recommender):
     state carried event by event stays valid as the history grows.
     """
 
+    encodes = True
     positions: ClassVar[bool] = True
     final_norm: ClassVar[bool] = True  # a LayerNorm on the encoder's output (self.norm)
 
@@ -130,7 +184,7 @@ class SequentialRecommender(Recommender):
         cloze = "cloze" in self.objectives
         self.item_emb = nn.Embedding(config.num_items + 1 + cloze, config.dim, padding_idx=PAD)
         if self.positions:
-            self.pos_emb = nn.Embedding(config.max_len, config.dim)
+            self.pos_emb = nn.Embedding(self.window, config.dim)
         self.drop = nn.Dropout(config.dropout)
         if self.final_norm:
             self.norm = nn.LayerNorm(config.dim)
@@ -148,9 +202,9 @@ class SequentialRecommender(Recommender):
         return mask_id(self.config.num_items)
 
     def embed(self, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """items (b, n) -> inputs (b, n, d) and pad mask (b, n); n is cut to the last max_len."""
-        if items.shape[1] > self.config.max_len:
-            items = items[:, -self.config.max_len :]
+        """items (b, n), n <= window -> inputs (b, n, d) and pad mask (b, n)."""
+        if items.shape[1] > self.window:  # `prepare` and the samplers keep the window
+            raise ValueError(f"items of {items.shape[1]} positions: the window holds {self.window}")
         pad = items == PAD
         if pad.all(dim=1).any():
             raise ValueError("a history in the batch is empty (all padding)")
@@ -196,16 +250,10 @@ class SequentialRecommender(Recommender):
         logits = einsum(user, items, "t d, i d -> t i").float()
         logits[:, PAD] = float("-inf")
         loss = F.cross_entropy(logits, targets, ignore_index=PAD)
-        weight = self.config.memory.balance if "memory" in self.uses else 0.0
+        weight = self.config.memory.balance if self.has_memory else 0.0
         if weight and out.balance is not None:  # spread the users over the memory's slots
             loss = loss + weight * out.balance
         return loss
-
-    def memory_parameters(self) -> list[nn.Parameter]:
-        """Parameters that want the memory learning rate (TrainConfig.memory_lr_scale): the
-        interest memory's value rows, for a model that has one."""
-        memory = getattr(self, "memory", None)
-        return memory.memory_parameters() if memory is not None else []
 
     def forward(self, inputs: torch.Tensor, targets: torch.Tensor, objective: str) -> torch.Tensor:
         """The training loss (what DistributedDataParallel wraps): see `loss`."""
@@ -221,3 +269,12 @@ class SequentialRecommender(Recommender):
                 "(history -> next item), or a causal model such as 'elastic-causal'."
             )
         return f"objective={objective!r}: {type(self).__name__} supports {self.objectives}"
+
+
+class CausalRecommender(SequentialRecommender):
+    """A sequential model whose state at t reads the items up to t only: it trains on every
+    position of a window (objective ``all``, its default) or on random cuts."""
+
+    objectives = ("all", "cut")
+    default_objective = "all"
+    causal = True

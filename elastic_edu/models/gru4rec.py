@@ -8,13 +8,13 @@ ELASTIC, and the model a practitioner would try first on short, dense data.
 from __future__ import annotations
 
 import torch
-from einops import rearrange
+from einops import rearrange, repeat
 from torch import nn
 
 from elastic_edu.config import ModelConfig
-from elastic_edu.models.base import EncoderOutput, SequentialRecommender
+from elastic_edu.models.base import CausalRecommender, EncoderOutput
 from elastic_edu.models.registry import register
-from elastic_edu.search_space import SHARED
+from elastic_edu.models.search_space import SHARED
 
 
 def align_right(items: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
@@ -22,18 +22,15 @@ def align_right(items: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     n = items.shape[1]
     index = (torch.arange(n, device=items.device) + rearrange(shift, "b -> b 1")) % n  # (b, n)
     if items.dim() == 3:
-        index = index[..., None].expand(-1, -1, items.shape[2])
+        index = repeat(index, "b n -> b n d", d=items.shape[2])
     return items.gather(1, index)
 
 
 @register
-class GRU4Rec(SequentialRecommender):
+class GRU4Rec(CausalRecommender):
     """GRU over the history (Hidasi et al. 2016): the recurrent linear-time baseline."""
 
     name = "gru4rec"
-    objectives = ("all", "cut")
-    default_objective = "all"
-    causal = True
     positions = False  # the recurrence knows the order
     final_norm = False  # as RecBole's: GRU -> dropout -> linear
     search_space = SHARED  # dim is the GRU's hidden size, layers its stacked GRUs

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from einops import rearrange
 
 from elastic_edu.config import ModelConfig
 from elastic_edu.histories import PAD
@@ -37,4 +38,4 @@ class Popularity(Recommender):
 
     def item_repr(self) -> torch.Tensor:
         """(i, 1): the training count of each item."""
-        return self.counts[:, None]
+        return rearrange(self.counts, "i -> i 1")

@@ -1,35 +1,49 @@
-"""The model registry: every model is declared once, by its class, and everything reads it.
+"""The model registry: the one place that maps names to model classes.
 
-A model class sets `name`, `objectives`, `default_objective`, `uses` (the ModelConfig fields it
-reads beyond the shared ones) and `search_space` (what `tune` varies, elastic_edu.search_space)
-and is decorated with `register`. The command line, the bench,
-the widgets and `elastic_edu.experiment` take model names, objectives and help text from here.
+A model class declares its facts as class attributes (`elastic_edu.models.base.Recommender`:
+`name`, `objectives`, `default_objective`, `causal`, `streams`, `encodes`, `backends`,
+`has_experts`, `has_memory`, `search_space`) and is decorated with `register`. Everything else
+(the command line, `fit`, the bench, the widgets, `elastic_edu.experiments`) finds a model by
+name here and then asks the model, never its name.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+
 from elastic_edu.config import ModelConfig
+
+# what a spec hands on from its class (the facts of `elastic_edu.models.base.Recommender`)
+FACTS = ("objectives", "default_objective", "causal", "streams", "encodes", "backends",
+         "has_experts", "has_memory", "search_space")  # fmt: skip
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What the rest of the package needs to know about one model."""
+    """A registered model: its name, its class and the first line of its docstring; every fact
+    in FACTS is read from the class (``spec.causal`` is ``spec.cls.causal``)."""
 
     name: str
     cls: type
-    objectives: tuple[str, ...]
-    default_objective: str | None
-    uses: tuple[str, ...]
-    causal: bool
-    streams: bool
     summary: str
-    search_space: tuple = ()  # what `tune` varies (elastic_edu.search_space)
+
+    def __getattr__(self, fact: str):
+        if fact in FACTS:
+            return getattr(self.cls, fact)
+        raise AttributeError(f"{type(self).__name__} has no attribute {fact!r}")
 
     @property
     def trainable(self) -> bool:
         return bool(self.objectives)
+
+    @property
+    def uses(self) -> tuple[str, ...]:
+        """The ModelConfig fields it reads beyond the shared ones (from its facts)."""
+        read = {"attention": self.backends, "num_experts": self.has_experts,
+                "memory": self.has_memory}  # fmt: skip
+        return tuple(name for name, used in read.items() if used)
 
 
 REGISTRY: dict[str, ModelSpec] = {}
@@ -46,11 +60,7 @@ def register(cls: type) -> type:
     if cls.objectives and cls.default_objective not in cls.objectives:
         raise ValueError(f"{name}: default_objective must be one of {cls.objectives}")
     summary = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else name
-    REGISTRY[name] = ModelSpec(
-        name=name, cls=cls, objectives=tuple(cls.objectives),
-        default_objective=cls.default_objective, uses=tuple(cls.uses), causal=cls.causal,
-        streams=cls.streams, summary=summary, search_space=tuple(cls.search_space),
-    )  # fmt: skip
+    REGISTRY[name] = ModelSpec(name=name, cls=cls, summary=summary)
     return cls
 
 
@@ -67,8 +77,14 @@ def get_spec(name: str) -> ModelSpec:
     return REGISTRY[name]
 
 
-def build_model(config: ModelConfig):
-    """The model named by `config.model`, untrained (popularity counts in `fit`)."""
+def build_model(config: ModelConfig, seed: int | None = None):
+    """The model named by `config.model`, untrained (popularity counts in `fit`).
+
+    seed: seed torch first, so that the initial weights depend on the seed alone (training is
+    seeded again by `fit`, from TrainConfig.seed).
+    """
+    if seed is not None:
+        torch.manual_seed(seed)
     return get_spec(config.model).cls(config)
 
 

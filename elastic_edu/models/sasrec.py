@@ -10,21 +10,19 @@ import torch
 from torch import nn
 
 from elastic_edu.config import ModelConfig
-from elastic_edu.models.base import EncoderOutput, SequentialRecommender
+from elastic_edu.models.base import CausalRecommender, EncoderOutput
 from elastic_edu.models.registry import register
+from elastic_edu.models.search_space import HEADS, SHARED
 from elastic_edu.nn.attention import TransformerBlock
-from elastic_edu.search_space import HEADS, SHARED
+from elastic_edu.nn.flops import feedforward_flops, self_attention_flops
 
 
 @register
-class SASRec(SequentialRecommender):
+class SASRec(CausalRecommender):
     """Causal transformer (Kang & McAuley 2018); --attention picks naive N x N or fused sdpa."""
 
     name = "sasrec"
-    objectives = ("all", "cut")
-    default_objective = "all"
-    causal = True
-    uses = ("attention",)
+    backends = ("naive", "sdpa")
     search_space = (*SHARED, HEADS)
 
     def __init__(self, config: ModelConfig):
@@ -42,3 +40,17 @@ class SASRec(SequentialRecommender):
             if return_weights:
                 weights.append(w)
         return EncoderOutput(hidden=self.norm(x), pad=pad, attention=weights)
+
+    def flops(self, batch: int, n: int, context: int = 0) -> int:
+        """L (self-attention + feed-forward): quadratic in n."""
+        c = self.config
+        layer = self_attention_flops(batch, n, c.dim)
+        return c.layers * (layer + feedforward_flops(batch, n, c.dim))
+
+    def attention_numbers(self, batch: int) -> int:
+        """Naive attention keeps every layer's (b, h, n, n) scores, weights and their gradient;
+        the fused kernel keeps none of them."""
+        c = self.config
+        if c.attention != "naive":
+            return 0
+        return 3 * batch * c.heads * self.window * self.window * c.layers

@@ -1,5 +1,6 @@
-"""Einops layers: `attend` (the one attention step), causal self-attention, linear dispatcher
-attention, causal dispatcher attention, product-key memory.
+"""Einops layers: `attend` (the one softmax-attention step), causal self-attention, linear
+dispatcher attention, causal dispatcher attention (its chunkwise numerics in `chunkwise`),
+product-key memory, and what each layer costs (`flops`).
 
 Slow float64 loop references for tests and notebooks live in `elastic_edu.nn.reference`.
 """

@@ -1,7 +1,12 @@
-"""Attention (Vaswani et al. 2017): `attend`, the one attention step every layer here calls,
-and the causal multi-head self-attention SASRec uses (Kang & McAuley 2018).
+"""Attention (Vaswani et al. 2017): `attend`, the one softmax-attention step, and the causal
+multi-head self-attention SASRec uses (Kang & McAuley 2018).
 
     attn = softmax(Q K^T / sqrt(d_h) + mask) ;  out = attn V
+
+Every layer whose read is this step calls `attend`: SASRec's self-attention and both steps of
+the bidirectional dispatcher (`elastic_edu.nn.dispatcher`). The causal dispatcher's read is not
+one softmax over one set of keys per query (each position reads prefix-normalised running
+averages of the experts, `elastic_edu.nn.chunkwise`), so it has its own kernel.
 
 `attend` owns the choice of kernel: torch's fused scaled_dot_product_attention (a flash or
 memory-efficient kernel where available, no score tensor kept) or the explicit einsum softmax,

@@ -62,11 +62,13 @@ __all__ = [
 
 @dataclass
 class CausalDispatcherOutput:
-    """x: (b, n, d) new states; aggregate: (b, h, e, n) each expert's weight on each item in
-    the whole-window prefix (t = n), dispatch: (b, h, n, e), both only when asked; carry: where
-    the window stands after x's last position (`elastic_edu.nn.chunkwise.Carry`)."""
+    """x: (b, n, d) new states; experts: (b, e, d) the window's experts, handed on unchanged
+    (the block sets them: fixed for the window); aggregate: (b, h, e, n) each expert's weight on
+    each item in the whole-window prefix (t = n), dispatch: (b, h, n, e), both only when asked;
+    carry: where the window stands after x's last position (`elastic_edu.nn.chunkwise.Carry`)."""
 
     x: torch.Tensor
+    experts: torch.Tensor | None = None
     aggregate: torch.Tensor | None = None
     dispatch: torch.Tensor | None = None
     carry: Carry | None = None
@@ -121,14 +123,7 @@ class CausalDispatcherAttention(nn.Module):
         own = einsum(query, k0, "b h e d, b h e d -> b h e") * query.shape[-1] ** -0.5
         return ExpertTerms(query=query, own_score=own, own_value=v0, key=key, rate=rate)
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        experts: torch.Tensor,
-        pad: torch.Tensor,
-        return_weights: bool = False,
-        carry: Carry | None = None,
-    ) -> CausalDispatcherOutput:
+    def forward(self, x, experts, pad, return_weights: bool = False, carry: Carry | None = None):
         """x (b, n, d), experts (b, e, d), both normalised; pad (b, n) True at padding.
 
         carry: where the window's earlier positions left it, when x is a later slice of it (the
@@ -221,20 +216,23 @@ class CausalDispatcherBlock(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x, experts, pad, return_weights: bool = False) -> CausalDispatcherOutput:
-        """x (b, n, d), experts (b, e, d), pad (b, n) -> CausalDispatcherOutput.
+        """x (b, n, d), experts (b, e, d), pad (b, n) -> CausalDispatcherOutput, the experts
+        handed on as they came (the next layer reads the same).
 
         Without autograd a window longer than SLICE goes through in slices, each starting from
         the carry the previous one left: the same result, one slice's intermediates at a time.
         """
-        experts = self.norm_e(experts)
+        normed = self.norm_e(experts)
         if torch.is_grad_enabled() or return_weights or x.shape[1] <= SLICE:
-            return self._block(x, experts, pad, return_weights)
-        out, carry = torch.empty_like(x), None
-        for lo in range(0, x.shape[1], SLICE):
-            part = slice(lo, lo + SLICE)
-            sliced = self._block(x[:, part], experts, pad[:, part], carry=carry)
-            out[:, part], carry = sliced.x, sliced.carry
-        return CausalDispatcherOutput(x=out, carry=carry)
+            out = self._block(x, normed, pad, return_weights)
+        else:
+            out = CausalDispatcherOutput(x=torch.empty_like(x))
+            for lo in range(0, x.shape[1], SLICE):
+                part = slice(lo, lo + SLICE)
+                sliced = self._block(x[:, part], normed, pad[:, part], carry=out.carry)
+                out.x[:, part], out.carry = sliced.x, sliced.carry
+        out.experts = experts
+        return out
 
     def compile_slices(self, mode: str = "default") -> None:
         """Run the slice step (attention, then feed-forward) under torch.compile from now on."""

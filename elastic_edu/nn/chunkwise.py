@@ -1,5 +1,6 @@
 """The causal dispatcher computed chunk by chunk: the numerics behind
-`elastic_edu.nn.causal_dispatcher` (ours; docs/DESIGN.md, "The chunkwise causal dispatcher").
+`elastic_edu.nn.causal_dispatcher` (ours; docs/DESIGN.md, "Causal dispatcher attention",
+decision 5).
 
 Per head, expert e summarises the prefix s <= t with softmax weights of the score
 a_es = c_es + lambda_e tau_s (content c_es = q_e . k_s / sqrt(d_h), tau_s the item count up to s),

@@ -82,13 +82,7 @@ class DispatcherAttention(nn.Module):
     def _p(self) -> float:
         return self.dropout if self.training else 0.0
 
-    def aggregate(
-        self,
-        x: torch.Tensor,
-        experts: torch.Tensor,
-        pad: torch.Tensor,
-        return_weights: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def aggregate(self, x, experts, pad, return_weights: bool = False):
         """Experts read the history. x (b, n, d), experts (b, e, d), pad (b, n) True at padding.
 
         Returns out(E') (b, e, d) and, when asked, the weights (b, h, e, n).
@@ -100,9 +94,7 @@ class DispatcherAttention(nn.Module):
         out, weights = attend(q, k, v, keep, self._p(), return_weights)  # weights (b, h, e, n)
         return proj.to_out(rearrange(out, "b h e d -> b e (h d)")), weights
 
-    def dispatch(
-        self, x: torch.Tensor, experts: torch.Tensor, return_weights: bool = False
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def dispatch(self, x, experts, return_weights: bool = False):
         """Positions read the experts. x (b, n, d), experts (b, e, d).
 
         Returns out(X') (b, n, d) and, when asked, the weights (b, h, n, e).
@@ -113,13 +105,7 @@ class DispatcherAttention(nn.Module):
         out, weights = attend(q, k, v, None, self._p(), return_weights)  # weights (b, h, n, e)
         return proj.to_out(rearrange(out, "b h n d -> b n (h d)")), weights
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        experts: torch.Tensor,
-        pad: torch.Tensor,
-        return_weights: bool = False,
-    ) -> DispatcherOutput:
+    def forward(self, x, experts, pad, return_weights: bool = False) -> DispatcherOutput:
         """x (b, n, d), experts (b, e, d), pad (b, n) -> DispatcherOutput.
 
         Every history needs at least one non-padding position (the aggregate softmax is over n).
@@ -144,14 +130,9 @@ class DispatcherBlock(nn.Module):
         self.ff = FeedForward(dim, dropout=dropout)
         self.drop = nn.Dropout(dropout)
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        experts: torch.Tensor,
-        pad: torch.Tensor,
-        return_weights: bool = False,
-    ) -> DispatcherOutput:
-        """x (b, n, d), experts (b, e, d), pad (b, n) -> DispatcherOutput."""
+    def forward(self, x, experts, pad, return_weights: bool = False) -> DispatcherOutput:
+        """x (b, n, d), experts (b, e, d), pad (b, n) -> DispatcherOutput, the experts
+        updated by the layer."""
         out = self.attn(x, experts, pad, return_weights)
         out.x = out.x + self.drop(self.ff(self.norm(out.x)))
         return out

@@ -143,7 +143,7 @@ class ProductKeyMemory(nn.Module):
     def __init__(self, dim: int, key_dim: int, subkeys: int, num_experts: int, candidates: int):
         super().__init__()
         self.candidates = check_product_key_args(subkeys, key_dim, num_experts, candidates)
-        self.subkeys, self.num_experts = subkeys, num_experts
+        self.subkeys, self.num_experts, self.key_dim = subkeys, num_experts, key_dim
         self.to_query = nn.Linear(dim, key_dim, bias=False)
         self.query_norm = nn.LayerNorm(key_dim)
         half = key_dim // 2
@@ -186,3 +186,8 @@ class ProductKeyMemory(nn.Module):
     def memory_parameters(self) -> list[nn.Parameter]:
         """The value table, for an optimizer group with a higher learning rate."""
         return [self.values.weight]
+
+    def retrieval_numbers(self, batch: int) -> int:
+        """Numbers one batch's retrieval keeps for backward, roughly: the query's steps (6 d_k),
+        both halves' sub-key scores (4 m), the c x c candidate pairs (2 c^2)."""
+        return batch * (6 * self.key_dim + 4 * self.subkeys + 2 * self.candidates**2)

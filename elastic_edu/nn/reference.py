@@ -48,23 +48,12 @@ def _attend(query: torch.Tensor, keys: list[torch.Tensor], values: list[torch.Te
     return weights, out
 
 
-def _cross_reference(
-    proj: Projections,
-    heads: int,
-    queries: torch.Tensor,
-    context: torch.Tensor,
-    readable: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """queries (b, i, d) read context (b, j, d) where readable (b, i, j) is True.
-
-    Returns out (b, i, d) after to_out and weights (b, h, i, j), unreadable weights 0.
-    """
-    b_size, i_size, dim = queries.shape
-    j_size = context.shape[1]
-    dh = dim // heads
-    q = _linear(proj.to_q, queries)
-    kv = _linear(proj.to_kv, context)
-    key, value = kv[..., :dim], kv[..., dim:]  # to_kv is laid out as (two h d)
+def _read(q, key, value, heads: int, readable: torch.Tensor):
+    """Every query of q (b, i, d) reads the keys and values (b, j, d) it may, head by head:
+    readable (b, i, j) True where it may. Returns merged heads (b, i, d) and weights
+    (b, h, i, j), unreadable weights 0."""
+    b_size, i_size, dim = q.shape
+    j_size, dh = key.shape[1], dim // heads
     weights = torch.zeros(b_size, heads, i_size, j_size, dtype=torch.float64)
     merged = torch.zeros(b_size, i_size, dim, dtype=torch.float64)
     for b in range(b_size):
@@ -78,6 +67,20 @@ def _cross_reference(
                 for j, wj in zip(js, w):
                     weights[b, h, i, j] = wj
                 merged[b, i, cols] = out
+    return merged, weights
+
+
+def _cross_reference(
+    proj: Projections, heads: int, queries: torch.Tensor, context: torch.Tensor, readable
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """queries (b, i, d) read context (b, j, d) where readable (b, i, j) is True.
+
+    Returns out (b, i, d) after to_out and weights (b, h, i, j), unreadable weights 0.
+    """
+    dim = queries.shape[-1]
+    kv = _linear(proj.to_kv, context)  # laid out as (two h d)
+    merged, weights = _read(_linear(proj.to_q, queries), kv[..., :dim], kv[..., dim:], heads,
+                            readable)  # fmt: skip
     return _linear(proj.to_out, merged), weights
 
 
@@ -125,23 +128,12 @@ def causal_attention_reference(
     (a padded position reads itself).
     x (b, n, d), pad (b, n) -> out (b, n, d), weights (b, h, n, n).
     """
-    b_size, n_size, dim = x.shape
-    dh = dim // attn.heads
+    n, dim = x.shape[1], x.shape[2]
     qkv = _linear(attn.to_qkv, x)  # laid out as (three h d)
     q, k, v = qkv[..., :dim], qkv[..., dim : 2 * dim], qkv[..., 2 * dim :]
-    weights = torch.zeros(b_size, attn.heads, n_size, n_size, dtype=torch.float64)
-    merged = torch.zeros(b_size, n_size, dim, dtype=torch.float64)
-    for b in range(b_size):
-        for h in range(attn.heads):
-            cols = slice(h * dh, (h + 1) * dh)
-            for t in range(n_size):
-                js = [j for j in range(n_size) if (j <= t and not pad[b, j]) or j == t]
-                w, out = _attend(
-                    q[b, t, cols], [k[b, j, cols] for j in js], [v[b, j, cols] for j in js]
-                )
-                for j, wj in zip(js, w):
-                    weights[b, h, t, j] = wj
-                merged[b, t, cols] = out
+    earlier = torch.ones(n, n, dtype=torch.bool).tril()
+    readable = (earlier & rearrange(~pad, "b j -> b 1 j")) | torch.eye(n, dtype=torch.bool)
+    merged, weights = _read(q, k, v, attn.heads, readable)
     return _linear(attn.to_out, merged), weights
 
 
@@ -243,12 +235,13 @@ def prefix_softmax_average(
     layer avoids (n e d numbers per head); use float64 and moderate score spreads.
     """
     top = torch.maximum(scores.amax(dim=-1), own_score)  # (b, h, e)
-    w = rearrange(torch.exp(scores - top[..., None]), "b h e n -> b h n e")
+    w = rearrange(torch.exp(scores - rearrange(top, "b h e -> b h e 1")), "b h e n -> b h n e")
     w_own = torch.exp(own_score - top)  # (b, h, e)
     num = einsum(w, values, "b h n e, b h n d -> b h n e d").cumsum(dim=2)
-    num = num + rearrange(w_own[..., None] * own_value, "b h e d -> b h 1 e d")
+    num = num + rearrange(einsum(w_own, own_value, "b h e, b h e d -> b h e d"),
+                          "b h e d -> b h 1 e d")  # fmt: skip
     den = w.cumsum(dim=2) + rearrange(w_own, "b h e -> b h 1 e")
-    return num / den[..., None]
+    return num / rearrange(den, "b h n e -> b h n e 1")
 
 
 def causal_dispatcher_materialised(

@@ -16,8 +16,18 @@ figures carry each line's fitted slope in its legend entry and spell out every t
 
 from __future__ import annotations
 
-from elastic_edu.plotstyle import display_name, length_ticks, log_ticks, loglog_slope, with_slope
-from elastic_edu.viz.common import FAILED_KEY, FLOP_KEY, PALETTE, TEMPLATE
+from elastic_edu.viz.common import (
+    FAILED_KEY,
+    FLOP_KEY,
+    PALETTE,
+    TEMPLATE,
+    bench_label_model,
+    display_name,
+    length_ticks,
+    log_ticks,
+    loglog_slope,
+    with_slope,
+)
 from elastic_edu.viz.costs import complexity_figure, loglog_figure, long_context_figure
 from elastic_edu.viz.training import bar_table, length_histogram, popularity_curve, training_curves
 from elastic_edu.viz.weights import assignment_strip, attention_heatmap, expert_heatmap, slot_usage
@@ -30,6 +40,7 @@ __all__ = [
     "assignment_strip",
     "attention_heatmap",
     "bar_table",
+    "bench_label_model",
     "complexity_figure",
     "display_name",
     "expert_heatmap",

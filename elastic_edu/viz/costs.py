@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from elastic_edu.plotstyle import display_name, length_ticks, log_ticks, loglog_slope, with_slope
 from elastic_edu.viz.common import (
     FAILED_KEY,
     FLOP_KEY,
@@ -13,6 +12,11 @@ from elastic_edu.viz.common import (
     SLOPE_FROM,
     _layout,
     _np,
+    display_name,
+    length_ticks,
+    log_ticks,
+    loglog_slope,
+    with_slope,
 )
 
 

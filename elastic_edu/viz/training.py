@@ -8,12 +8,15 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from elastic_edu.plotstyle import display_name, log_ticks, loglog_slope, with_slope
 from elastic_edu.viz.common import (
     PALETTE,
     TEMPLATE,
     _layout,
     _np,
+    display_name,
+    log_ticks,
+    loglog_slope,
+    with_slope,
 )
 
 
@@ -47,7 +50,7 @@ def training_curves(
 ) -> go.Figure:
     """Per-epoch `metric` (left) and training `loss` (right) for each labelled history.
 
-    histories: label -> rows such as `elastic_edu.train.fit` writes ({"epoch", "loss", ...});
+    histories: label -> rows such as `elastic_edu.training.fit` writes ({"epoch", "loss", ...});
     rows without the metric (epochs without validation) are skipped.
     """
     cols = 2 if loss else 1

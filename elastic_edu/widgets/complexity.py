@@ -4,7 +4,7 @@
 dispatcher attention is linear in N; **ours** (docs/DESIGN.md): O(N k) per layer for our layer
 equations with k experts. A slider picks N; each move runs one inference forward pass
 (`encode` under ``inference_mode``) of two small models in this process and adds the point to a
-log-log plot. **our decisions**: both are measured with `elastic_edu.profile`, as the bench
+log-log plot. **our decisions**: both are measured with `elastic_edu.bench.profile`, as the bench
 measures: latency is the median of `repeats` runs after one warm-up (`time_runs`, fewer runs
 when they are slow, so nothing blocks for long); memory is the peak of the bytes held by tensors
 the forward pass allocates (`peak_memory`), which counts what the attention maps cost, without
@@ -21,24 +21,25 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from elastic_edu import profile, viz
-from elastic_edu.config import MemoryConfig, ModelConfig
+from elastic_edu import viz
+from elastic_edu.bench import profile
+from elastic_edu.bench.config import measured_config
 from elastic_edu.models import build_model
 
 MODELS = ("SASRec", "ELASTIC")
 
 
 def small_models(
-    max_len: int, dim: int = 32, heads: int = 2, layers: int = 2, experts: int = 16
+    max_len: int, dim: int = 32, heads: int = 2, layers: int = 2, num_experts: int = 16
 ) -> dict[str, torch.nn.Module]:
-    """SASRec with naive attention (materialises N x N, as the original) and ELASTIC, eval mode."""
-    common = dict(num_items=1000, max_len=max_len, dim=dim, heads=heads, layers=layers,
-                  dropout=0.0)  # fmt: skip
+    """SASRec with naive attention (materialises N x N, as the original) and ELASTIC, eval mode,
+    built as the bench builds the models it measures (`elastic_edu.bench.config.measured_config`).
+    """
+    sizes = dict(dim=dim, heads=heads, layers=layers)
     configs = {
-        "SASRec": ModelConfig(model="sasrec", attention="naive", **common),
-        "ELASTIC": ModelConfig(model="elastic", num_experts=experts, **common,
-                               memory=MemoryConfig(subkeys=32, candidates=experts, key_dim=32)),
-    }  # fmt: skip
+        "SASRec": measured_config("sasrec", 1000, max_len, **sizes, attention="naive"),
+        "ELASTIC": measured_config("elastic", 1000, max_len, **sizes, num_experts=num_experts),
+    }
     return {name: build_model(c).eval() for name, c in configs.items()}
 
 
@@ -78,13 +79,13 @@ class ComplexityExplorer:
         dim: int = 32,
         heads: int = 2,
         layers: int = 2,
-        experts: int = 16,
+        num_experts: int = 16,
         lengths=(64, 128, 256, 512, 1024, 2048),
         batch: int = 1,
         repeats: int = 3,
     ):
         self.lengths, self.batch, self.repeats = sorted(lengths), batch, repeats
-        self.models = small_models(self.lengths[-1], dim, heads, layers, experts)
+        self.models = small_models(self.lengths[-1], dim, heads, layers, num_experts)
         self.points: dict[str, list[dict]] = {name: [] for name in self.models}
         self.last_update_ms = 0.0
         self._moving_slider = False  # set while measure() moves the slider itself
@@ -107,7 +108,7 @@ class ComplexityExplorer:
             width=900,
             legend={"orientation": "h", "yanchor": "top", "y": -0.22, "x": 0},
             title=f"Inference cost against N (batch {batch}, d={dim}, {layers} layers, "
-            f"k={experts}; SASRec with naive attention)<br><sup>legend: log-log slope over "
+            f"k={num_experts}; SASRec with naive attention)<br><sup>legend: log-log slope over "
             "the measured N (1 linear, 2 quadratic)</sup>",
             margin={"t": 90},
         )

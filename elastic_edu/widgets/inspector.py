@@ -25,7 +25,7 @@ class InterestInspector(InspectorViews):
 
     user: row u of ``data.sequences`` (default: the first evaluated user). The history is the
     test history (all items but the last), the held-out item the last. k: experts retrieved at
-    inference (default: the trained ``model.memory.experts``), up to `max_k`.
+    inference (default: the trained ``model.memory.num_experts``), up to `max_k`.
     `exclude_history`: recommendations skip items the user already has (as `recommend`).
     Attributes: `widget` (the VBox), `heatmap_fig`, `strip_fig`, `slots_fig` (FigureWidgets),
     `inspection` (the current `Inspection`), `last_update_ms` (time of the last update).
@@ -43,20 +43,19 @@ class InterestInspector(InspectorViews):
         top: int = 10,
         exclude_history: bool = True,
     ):
-        if not hasattr(model, "memory"):
+        if not model.has_memory:
             raise TypeError(f"{type(model).__name__} has no interest memory: pass an ELASTIC model")
         self.model, self.data = model, data
         self.split = split if split is not None else leave_one_out(data)
-        self.trained_k = model.memory.num_experts
         self.top, self.exclude_history = top, exclude_history
         self._row = {int(u): j for j, u in enumerate(self.split.test.users)}
         if not self._row:
             raise ValueError("no evaluated users: every user has fewer than 3 items")
         self.last_update_ms, self.update_times_ms = 0.0, []
         heads, layers = model.config.heads, model.config.layers
-        max_k = min(max(max_k, self.trained_k), model.memory.num_slots)
+        max_k = min(max(max_k, model.memory.num_experts), model.memory.num_slots)
         user = next(iter(self._row)) if user is None else user
-        k = self.trained_k if k is None else k
+        k = model.memory.num_experts if k is None else k
         self._check_user(user)
         self._check_k(k, max_k)
 
@@ -97,7 +96,8 @@ class InterestInspector(InspectorViews):
             control.observe(handler, names="value")
         layout = widgets.Layout(flex="1 1 0", min_width="0")
         self.widget = widgets.VBox([
-            widgets.HTML(f"<b>Interest inspector</b>: ELASTIC trained with k={self.trained_k} "
+            widgets.HTML(f"<b>Interest inspector</b>: ELASTIC trained with "
+                         f"k={model.memory.num_experts} "
                          f"experts out of M={model.memory.num_slots} memory slots, on {data.name}"),
             widgets.HBox([self.user_select, self.k_slider]),
             widgets.HBox([self.layer_select, self.head_select]),

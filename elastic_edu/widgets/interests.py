@@ -24,29 +24,29 @@ import numpy as np
 import torch
 from einops import einsum
 
+from elastic_edu.evaluation.metrics import ranks_from_scores
 from elastic_edu.histories import PAD
-from elastic_edu.metrics import ranks_from_scores
-from elastic_edu.models.base import EncoderOutput
 from elastic_edu.nn.product_keys import ProductKeyMemory, Retrieval
 
 
-def retrieve(memory: ProductKeyMemory, x: torch.Tensor, pad: torch.Tensor, k: int) -> Retrieval:
-    """`memory`'s retrieval with k slots instead of memory.experts; x (b, n, d), pad (b, n).
+def retrieve(memory: ProductKeyMemory, x: torch.Tensor, pad: torch.Tensor,
+             num_experts: int) -> Retrieval:  # fmt: skip
+    """`memory`'s retrieval of k = `num_experts` slots instead of the trained k; x (b, n, d),
+    pad (b, n). The search keeps c = max(memory.candidates, k) candidates per half, so it stays
+    exact."""
+    return memory(x, pad, num_experts)
 
-    The search keeps c = max(memory.candidates, k) candidates per half, so it stays exact.
-    """
-    return memory(x, pad, k)
 
-
-def encode_with_experts(model, items: torch.Tensor, k: int | None = None) -> EncoderOutput:
-    """ELASTIC's encoder with k retrieved experts (None: the trained k); weights returned.
+def encode_with_experts(model, items: torch.Tensor, num_experts: int | None = None):
+    """ELASTIC's encoder with k = `num_experts` retrieved experts (None: the trained k); weights
+    returned: an EncoderOutput.
 
     items (b, n) left-padded ids. The model is not modified (no config or module state changes);
     call it in eval mode under ``torch.no_grad()`` for inspection.
     """
-    if not isinstance(getattr(model, "memory", None), ProductKeyMemory):
+    if not model.has_memory:
         raise TypeError(f"{type(model).__name__} has no interest memory: pass an ELASTIC model")
-    return model.encode(items, return_weights=True, num_experts=k)
+    return model.encode(items, return_weights=True, num_experts=num_experts)
 
 
 def nearest_items(model, slots: torch.Tensor, count: int = 5) -> np.ndarray:
@@ -91,7 +91,7 @@ class Inspection:
     target_rank: int | None = None
 
     @property
-    def experts(self) -> int:
+    def num_experts(self) -> int:
         return len(self.slots)
 
     def assignment(self, layer: int, head: int | None) -> np.ndarray:
@@ -110,23 +110,24 @@ class Inspection:
 def inspect_history(
     model,
     history,
-    k: int | None = None,
+    num_experts: int | None = None,
     *,
     target: int | None = None,
     top: int = 10,
     nearest: int = 5,
     exclude_history: bool = True,
 ) -> Inspection:
-    """Encode one history with k experts and collect what the inspector shows.
+    """Encode one history with k = `num_experts` experts (None: the trained k) and collect what
+    the inspector shows.
 
-    The scores are those of `elastic_edu.metrics.recommend`: the final state . item embeddings;
+    The scores are those of `elastic_edu.models.recommend`: the final state . item embeddings;
     with `exclude_history` the items already in the history are not recommended nor ranked.
     """
     was_training = model.training
     model.eval()
     try:
         prepared = model.prepare([history])  # (1, c + n): what the model reads
-        out = encode_with_experts(model, prepared, k)
+        out = encode_with_experts(model, prepared, num_experts)
         window = prepared[0, -out.hidden.shape[1] :]
         keep = window_items(model, window)  # the history's items, not padding nor [MASK]
         scores = model.scores_from(out.hidden[:, -1])  # the path of model.score

@@ -69,7 +69,7 @@ class InspectorViews:
         near = [[self._name(i, 28) for i in row] for row in ins.nearest]
         fig = go.Figure(go.Bar(
             x=ins.slot_scores, y=self._slot_names(), orientation="h",
-            marker_color=[_color(e) for e in range(ins.experts)],
+            marker_color=[_color(e) for e in range(ins.num_experts)],
             text=[" · ".join(row[:3]) for row in near], textposition="inside",
             insidetextanchor="start", customdata=["<br>".join(row) for row in near],
             hovertemplate="%{y}: score %{x:.3f}<br>nearest items:<br>%{customdata}<extra></extra>",
@@ -80,7 +80,7 @@ class InspectorViews:
             title=f"Retrieved memory slots and their nearest items ({self._where()})",
             xaxis_title="retrieval score q . key",
             yaxis_title="expert (memory slot)",
-            height=160 + 22 * ins.experts,
+            height=160 + 22 * ins.num_experts,
             width=WIDTH,
             margin={"l": LEFT},
             uniformtext={"minsize": 10, "mode": "show"},
@@ -95,7 +95,7 @@ class InspectorViews:
         )
         fig.update_traces(y=self._slot_names())
         fig.update_yaxes(autorange="reversed")
-        return fig.update_layout(height=180 + 18 * ins.experts, width=WIDTH, margin={"l": LEFT})
+        return fig.update_layout(height=180 + 18 * ins.num_experts, width=WIDTH, margin={"l": LEFT})
 
     def _strip_figure(self) -> go.Figure:
         ins = self.inspection

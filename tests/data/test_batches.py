@@ -20,7 +20,7 @@ def rows(inputs: torch.Tensor) -> list[list[int]]:
 
 
 def test_all_positions_targets_every_item_but_the_first_once():
-    sampler = AllPositions(TRAIN, max_len=5, batch_size=4)
+    sampler = AllPositions(TRAIN, window=5, batch_size=4)
     seen = []
     for inputs, targets in sampler.epoch(np.random.default_rng(0)):
         for x, y in zip(rows(inputs), rows(targets)):
@@ -39,7 +39,7 @@ def test_all_positions_target_is_the_next_input():
 
 
 def test_context_prepends_older_items_that_are_never_targets():
-    sampler = AllPositions([np.arange(1, 30)], max_len=5, batch_size=10, context=4)
+    sampler = AllPositions([np.arange(1, 30)], window=5, batch_size=10, context=4)
     for inputs, targets in sampler.epoch(np.random.default_rng(0)):
         assert inputs.shape[1] <= 9 and targets.shape[1] <= 5
         for x, y in zip(rows(inputs), rows(targets)):
@@ -108,7 +108,7 @@ def test_make_sampler_follows_the_objective_and_the_model(tiny_config):
 
 def test_random_cuts_draw_cuts_per_user_from_users_with_two_items():
     """Users with under two training items give no sample; the others `cuts_per_user` each,
-    every row the history before its cut (left-padded, at most max_len) and the item there."""
+    every row the history before its cut (left-padded, at most the window) and the item there."""
     train = [np.arange(1, 13), np.array([20]), np.arange(30, 37), np.arange(40, 65)]
     where = {int(i): (u, p) for u, s in enumerate(train) for p, i in enumerate(s)}
     batches = RandomCuts(train, 8, 4, cuts_per_user=5).epoch(np.random.default_rng(1))

@@ -45,3 +45,46 @@ def test_unknown_names_list_the_known_ones():
         get_spec("transformer")
     with pytest.raises(ValueError, match="is not trained"):
         check_objective("popularity", "all")
+
+
+@pytest.mark.parametrize("name", list(REGISTRY))
+def test_a_model_carries_its_facts(name):
+    """The registry hands on the class's facts; each fact matches what the model holds."""
+    spec, model = get_spec(name), build_model(make_tiny_config(name))
+    assert spec.cls is type(model) and spec.has_memory == model.has_memory
+    assert model.has_memory == hasattr(model, "memory")  # the interest memory, if any
+    assert model.encodes == hasattr(model, "encode") and model.streams == hasattr(model, "step")
+    assert bool(model.backends) == ("attention" in spec.uses)
+    assert model.has_experts == ("num_experts" in spec.uses)
+    assert model.memory_parameters() == ([model.memory.values.weight] if model.has_memory else [])
+
+
+@pytest.mark.parametrize("name", ["lda-bidir", "elastic-bidir", "lda-causal", "elastic-causal"])
+def test_each_dispatcher_model_is_an_encoder_and_an_experts_source(name):
+    """Two encoders x two sources, one `initial_experts(x, pad, num_experts)`."""
+    from elastic_edu.models import CausalDispatcherEncoder, DispatcherEncoder, LearnedExperts
+    from elastic_edu.nn import ProductKeyMemory
+
+    model = build_model(make_tiny_config(name)).eval()
+    encoder = CausalDispatcherEncoder if model.causal else DispatcherEncoder
+    assert isinstance(model, encoder)
+    source = model.memory if model.has_memory else model.experts
+    assert isinstance(source, ProductKeyMemory if model.has_memory else LearnedExperts)
+    x, pad = torch.randn(3, 5, 16), torch.zeros(3, 5, dtype=torch.bool)
+    retrieval = model.initial_experts(x, pad)
+    assert retrieval.experts.shape == (3, 4, 16)
+    assert (retrieval.slots is not None) == model.has_memory
+
+
+@pytest.mark.parametrize("name", list(REGISTRY))
+def test_the_window_and_the_context_are_named_once(name):
+    """`prepare` keeps `context` older items and a `window` of N; only ELASTIC-causal's
+    retrieval reads older items."""
+    model = build_model(make_tiny_config(name, max_len=4, context=3))
+    assert model.window == 4
+    assert model.context == (3 if model.causal and model.has_memory else 0)
+    items = model.prepare([list(range(1, 13))])
+    if "cloze" in model.objectives:  # the last window - 1 items, then [MASK]
+        assert items.tolist() == [[10, 11, 12, model.mask_token]]
+    else:
+        assert items.tolist() == [list(range(13 - model.window - model.context, 13))]

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from elastic_edu import flops
-from elastic_edu.nn import CausalSelfAttention, TransformerBlock, attend
+from elastic_edu.bench.flops import count_flops
+from elastic_edu.nn import CausalSelfAttention, TransformerBlock, attend, flops
 from elastic_edu.nn.attention import attention_mask
 from elastic_edu.nn.reference import causal_attention_reference
 
@@ -119,7 +119,7 @@ def test_sdpa_without_padding_uses_causal_flag_and_counts_flops_on_meta():
     with torch.device("meta"):
         layer = CausalSelfAttention(16, 2, backend="sdpa")
         xm, pm = torch.randn(2, 9, 16), torch.zeros(2, 9, dtype=torch.bool)
-    assert flops.count_flops(lambda: layer(xm, pm)) == flops.self_attention_flops(2, 9, 16)
+    assert count_flops(lambda: layer(xm, pm)) == flops.self_attention_flops(2, 9, 16)
 
 
 @pytest.mark.parametrize("padded", [False, True])

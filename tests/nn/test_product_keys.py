@@ -9,8 +9,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from elastic_edu.flops import count_flops, retrieval_flops
+from elastic_edu.bench.flops import count_flops
 from elastic_edu.nn import ProductKeyMemory, Retrieval, product_key_topk
+from elastic_edu.nn.flops import retrieval_flops
 from elastic_edu.nn.reference import full_keys, product_key_bruteforce
 
 
