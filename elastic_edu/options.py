@@ -62,7 +62,8 @@ def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, title: str
                           section: str, notes: dict[str, str] | None = None,
                           skip=()) -> None:  # fmt: skip
     """One option per field of `cls` (but `skip`): --field-name (or the field's ``flag``), its
-    type (a list field takes several values), its choices, its help and its default.
+    type (a list field takes several values), its choices, its help and its default (a field's
+    ``metavar`` may be None: argparse then shows the choices).
 
     Options default to None (unset) and are stored as ``<section>.<field>``: `given` reads them
     back; the help shows the dataclass default (or `notes`' text for it).
@@ -80,7 +81,7 @@ def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, title: str
         if kind is bool:
             group.add_argument(flag, action=argparse.BooleanOptionalAction, **common)
             continue
-        metavar = flag.lstrip("-").replace("-", "_").upper()
+        metavar = f.metadata.get("metavar", flag.lstrip("-").replace("-", "_").upper())
         parse, nargs = f.metadata.get("parse", kind), "+" if several else None
         group.add_argument(flag, type=parse, nargs=nargs, choices=f.metadata.get("choices"),
                            metavar=metavar, **common)  # fmt: skip

@@ -192,11 +192,12 @@ class BenchConfig:
     num_experts: list[int] = _opt([16, 32, 64], "experts k for bare model names", (1, K_MAX),
                                   flag="--k", key="ks")  # fmt: skip
     modes: list[str] = _opt(["inference", "train"], "inference, train step, or stream (per "
-                            "event; streaming models only)", choices=MODES)  # fmt: skip
+                            "event; streaming models only)", choices=MODES,
+                            metavar=None)  # fmt: skip
     batch: int = _opt(4, f"histories per run (1..{MAX_BATCH})", (1, MAX_BATCH))
     device: str = _opt("auto", "auto (cuda > mps > cpu), cpu, cuda")
     dtype: str = _opt("float32", "float32, or bfloat16 under autocast",
-                      choices=("float32", "bfloat16"))  # fmt: skip
+                      choices=("float32", "bfloat16"), metavar=None)  # fmt: skip
     dim: int = _opt(64, "model width d")
     layers: int = _opt(2, "layers L")
     heads: int = _opt(2, "attention heads (dim % heads == 0)")
@@ -204,14 +205,14 @@ class BenchConfig:
     repeats: int = _opt(5, "timed runs per point (the median is kept)", (1, 10_000))
     warmup: int | None = _opt(None, "untimed runs first (none: 1 on CPU, 3 on GPU)", (0, 1_000))
     timeout: float = _opt(120.0, "seconds per point", (1e-9, 7 * 86_400))
-    seed: int = _opt(0, "seed of the random inputs")
-    threads: int | None = _opt(None, "torch CPU threads (none: torch's)", (1, 4096))
     mem_limit_mb: float | None = _opt(
         None, "GiB per CPU point (none: 80% of the free memory: MemAvailable, the cgroup's limit, "
         "ulimit -v)", (1e-9, math.inf), flag="--mem-limit", parse=_gib)  # fmt: skip
+    threads: int | None = _opt(None, "torch CPU threads (none: torch's)", (1, 4096))
     compile: list[str] = _opt(["off"], "torch.compile modes to measure each model with (off: "
                               "eager; reduce-overhead: CUDA graphs)",
-                              choices=tuple(COMPILE_TAGS))  # fmt: skip
+                              choices=tuple(COMPILE_TAGS), metavar=None)  # fmt: skip
+    seed: int = _opt(0, "seed of the random inputs")
     out: str | None = _opt(None, "write the JSON here, rewritten after every point")
 
     def __post_init__(self) -> None:

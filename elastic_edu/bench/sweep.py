@@ -8,8 +8,8 @@ dispatcher attention over k interest experts is linear in N, with up to 90% less
         --lengths 2048 8192 --batch 4 --device cpu --out bench.json
     python -m elastic_edu bench --models elastic-causal --modes stream --lengths 512 8192
 
-**our decisions** (also in the JSON's ``settings``): labels and workloads are described in
-`elastic_edu.bench.point`, the options in `elastic_edu.bench.config`; every point builds its
+**our decisions** (also in the JSON's ``settings``): labels and options are described in
+`elastic_edu.bench.config`, workloads in `elastic_edu.bench.point`; every point builds its
 model for its own N and measures with `elastic_edu.bench.profile` (median latency after warm-up,
 peak tensor memory) and counts FLOPs with `elastic_edu.bench.flops` on the meta device, so points
 out of memory or time still get their cost (a count that takes longer than --timeout is skipped:
