@@ -29,6 +29,34 @@ def make_tiny_config(model: str = "sasrec", **changes) -> ModelConfig:
     return ModelConfig(**values)
 
 
+def tiny_sasrec(num_items: int = 40, seed: int = 0):
+    """A tiny SASRec (N = 8, one layer) in eval mode: the model the ranking tests score with."""
+    import torch
+
+    from elastic_edu.models import build_model
+
+    torch.manual_seed(seed)
+    return build_model(make_tiny_config("sasrec", num_items=num_items, max_len=8, layers=1)).eval()
+
+
+def counted_popularity(train, num_items: int):
+    """Popularity counted on `train` (what `fit` does for it)."""
+    from elastic_edu.models import build_model
+
+    return build_model(make_tiny_config("popularity", num_items=num_items)).count(train)
+
+
+def diverged_sasrec():
+    """The tiny SASRec with NaN vectors for items 5..8: a history without them scores them NaN
+    (and only them)."""
+    import torch
+
+    model = tiny_sasrec()
+    with torch.no_grad():
+        model.item_emb.weight[5:9] = float("nan")
+    return model
+
+
 @pytest.fixture
 def tiny_config():
     """`make_tiny_config` as a fixture: tiny_config("elastic-causal", dim=32)."""

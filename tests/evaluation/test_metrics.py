@@ -15,8 +15,8 @@ from elastic_edu.evaluation.metrics import (
     rank_targets,
     ranks_from_scores,
 )
-from elastic_edu.models import NonFiniteScores, build_model
-from tests.conftest import make_tiny_config
+from elastic_edu.models import NonFiniteScores
+from tests.conftest import counted_popularity, diverged_sasrec, tiny_sasrec
 
 
 def rank_reference(scores, target, exclude=()):
@@ -54,16 +54,6 @@ def test_metrics_by_hand():
         metrics_from_ranks([])
 
 
-def _tiny_model(num_items=40, seed=0):
-    torch.manual_seed(seed)
-    return build_model(make_tiny_config("sasrec", num_items=num_items, max_len=8, layers=1)).eval()
-
-
-def popularity(train, num_items):
-    """Popularity counted on `train` (what `fit` does for it)."""
-    return build_model(make_tiny_config("popularity", num_items=num_items)).count(train)
-
-
 def _eval_set(num_items=40, users=23, seed=0):
     rng = np.random.default_rng(seed)
     hist = [rng.integers(1, num_items + 1, size=rng.integers(1, 12)) for _ in range(users)]
@@ -72,7 +62,7 @@ def _eval_set(num_items=40, users=23, seed=0):
 
 @pytest.mark.parametrize("mask", [False, True])
 def test_rank_targets_matches_reference_and_ignores_batching(mask):
-    model, es = _tiny_model(), _eval_set()
+    model, es = tiny_sasrec(), _eval_set()
     ranks = rank_targets(model, es, mask_history=mask, batch_size=5)
     with torch.no_grad():
         scores = model.score(es.histories).numpy()
@@ -88,18 +78,9 @@ def test_rank_targets_matches_reference_and_ignores_batching(mask):
 
 def test_popularity_ranks_by_counts():
     train = [np.array([1, 2, 2, 3]), np.array([2, 3, 3, 3])]
-    pop = popularity(train, num_items=5)
+    pop = counted_popularity(train, num_items=5)
     es = EvalSet([np.array([1])], np.array([3]), np.array([0]))
     assert rank_targets(pop, es).tolist() == [1]
-
-
-def _diverged():
-    """The tiny SASRec with NaN vectors for items 5..8: a history without them scores them NaN
-    (and only them)."""
-    model = _tiny_model()
-    with torch.no_grad():
-        model.item_emb.weight[5:9] = float("nan")
-    return model
 
 
 def test_evaluation_refuses_non_finite_scores_counting_users_and_items():
@@ -108,10 +89,10 @@ def test_evaluation_refuses_non_finite_scores_counting_users_and_items():
     hist = [rng.integers(10, 41, size=rng.integers(1, 9)) for _ in range(23)]
     es = EvalSet(hist, rng.integers(10, 41, size=23), np.arange(23))
     with pytest.raises(NonFiniteScores, match="23 of 23 users and 4 of 40 items") as err:
-        evaluate(_diverged(), es, batch_size=256)
+        evaluate(diverged_sasrec(), es, batch_size=256)
     assert "diverged" in str(err.value) and "users 0..22" in str(err.value)
     with pytest.raises(NonFiniteScores, match="5 of 5 users"):  # the first batch of 5
-        rank_targets(_diverged(), es, batch_size=5)
+        rank_targets(diverged_sasrec(), es, batch_size=5)
     scores = torch.zeros(3, 6)
     scores[:, 0] = float("-inf")  # padding may be -inf
     scores[1, 2] = float("inf")

@@ -9,38 +9,19 @@ import numpy as np
 import pytest
 import torch
 
-from elastic_edu.models import NonFiniteScores, build_model, recommend
-from tests.conftest import make_tiny_config
-
-
-def _tiny_model(num_items=40, seed=0):
-    torch.manual_seed(seed)
-    return build_model(make_tiny_config("sasrec", num_items=num_items, max_len=8, layers=1)).eval()
-
-
-def popularity(train, num_items):
-    """Popularity counted on `train` (what `fit` does for it)."""
-    return build_model(make_tiny_config("popularity", num_items=num_items)).count(train)
-
-
-def _diverged():
-    """The tiny SASRec with NaN vectors for items 5..8: a history without them scores them NaN
-    (and only them)."""
-    model = _tiny_model()
-    with torch.no_grad():
-        model.item_emb.weight[5:9] = float("nan")
-    return model
+from elastic_edu.models import NonFiniteScores, recommend
+from tests.conftest import counted_popularity, diverged_sasrec, tiny_sasrec
 
 
 def test_popularity_recommends_by_counts():
-    pop = popularity([np.array([1, 2, 2, 3]), np.array([2, 3, 3, 3])], num_items=5)
+    pop = counted_popularity([np.array([1, 2, 2, 3]), np.array([2, 3, 3, 3])], num_items=5)
     recs = recommend(pop, [3], k=2)
     assert [i for i, _ in recs] == [2, 1]  # 3 is in the history and excluded
     assert [i for i, _ in recommend(pop, [3], k=2, exclude_history=False)] == [3, 2]
 
 
 def test_recommend_errors():
-    model = _tiny_model()
+    model = tiny_sasrec()
     with pytest.raises(ValueError, match="empty"):
         recommend(model, [], k=5)
     with pytest.raises(ValueError, match="outside 1..40"):
@@ -63,12 +44,12 @@ def test_recommend_errors():
 def test_recommend_rejects_ids_that_are_not_integers(history, shown):
     # 3.7 used to become item 3 without a word
     with pytest.raises(ValueError, match="integer item ids") as err:
-        recommend(_tiny_model(), history, k=5)
+        recommend(tiny_sasrec(), history, k=5)
     assert shown in str(err.value)
 
 
 def test_recommend_accepts_numpy_and_torch_integers():
-    model = _tiny_model()
+    model = tiny_sasrec()
     expected = recommend(model, [3, 7], k=5)
     for history in (
         [np.int64(3), np.int32(7)],
@@ -83,7 +64,7 @@ def test_recommend_accepts_numpy_and_torch_integers():
 
 
 def test_recommend_warns_when_fewer_than_k_items_are_left():
-    pop = popularity([np.array([1, 2, 2, 3, 4, 5])], num_items=5)
+    pop = counted_popularity([np.array([1, 2, 2, 3, 4, 5])], num_items=5)
     with pytest.warns(UserWarning) as record:
         recs = recommend(pop, [2, 3, 2], k=4)
     assert {i for i, _ in recs} == {1, 4, 5}  # all that is left, best first
@@ -101,5 +82,5 @@ def test_recommend_warns_when_fewer_than_k_items_are_left():
 
 def test_recommend_refuses_non_finite_scores():
     with pytest.raises(NonFiniteScores, match="to this history"):
-        recommend(_diverged(), [1, 2, 3], k=5)
-    assert len(recommend(_tiny_model(), [1, 2, 3], k=5)) == 5
+        recommend(diverged_sasrec(), [1, 2, 3], k=5)
+    assert len(recommend(tiny_sasrec(), [1, 2, 3], k=5)) == 5
