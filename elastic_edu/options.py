@@ -87,8 +87,9 @@ def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, title: str
                            metavar=metavar, **common)  # fmt: skip
 
 
-def add_config_options(parser: argparse.ArgumentParser, notes: dict[str, str]) -> None:
-    """The options of every config section (model, interest memory, training)."""
+def add_config_options(parser: argparse.ArgumentParser, notes: dict[str, dict[str, str]]) -> None:
+    """The options of every config section (model, interest memory, training); `notes`: help
+    text for a default, by section and field."""
     titles = {"model": "model", "memory": "interest memory", "train": "training"}
     for section, cls in SECTIONS.items():
         title = f"{titles[section]} (elastic_edu.config.{cls.__name__})"
