@@ -360,10 +360,12 @@ def _plans(args, num_items: int, bases: dict | None = None) -> list[tuple]:
     if twice:
         raise UserError(f"--seeds {' '.join(map(str, args.seeds))}: seed {twice[0]} is given "
                         "twice; give each seed once")  # fmt: skip
+    from elastic_edu.models import get_spec
+
     plans, made = [], {}
     for spec in args.models:
-        try:
-            seeds = args.seeds[:1] if spec.partition(":")[0] == "popularity" else args.seeds
+        try:  # a model that is counted, not trained, repeats exactly: one seed
+            seeds = args.seeds if get_spec(spec.partition(":")[0]).trainable else args.seeds[:1]
             base = (bases or {}).get(spec)
             for seed in seeds:
                 plans.append((spec, *_configs(spec, num_items, args, seed, base)))

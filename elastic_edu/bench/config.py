@@ -30,7 +30,7 @@ from elastic_edu.bench.profile import available_memory
 from elastic_edu.config import MemoryConfig, ModelConfig
 from elastic_edu.device import choose_device
 from elastic_edu.files import check_writable
-from elastic_edu.models import REGISTRY, get_spec, model_names
+from elastic_edu.models import REGISTRY, get_spec, name_in
 from elastic_edu.options import Parser, add_dataclass_options, given
 
 OBJECTIVE = "cut"
@@ -67,10 +67,9 @@ def _forms() -> str:
 def parse_label(name: str, num_experts: list[int]) -> list[Variant]:
     """One --models entry -> its variants (one per k of `num_experts` for a bare name of a model
     with experts)."""
-    matches = [m for m in model_names() if name == m or name.startswith(m + "-")]
-    if not matches:
+    model = name_in(name)  # elastic-causal-k16 is elastic-causal's, not elastic's
+    if model is None:
         raise ValueError(f"--models: unknown {name!r}; {_forms()}")
-    model = max(matches, key=len)  # elastic-causal-k16 is elastic-causal's, not elastic's
     spec, suffix = get_spec(model), name[len(model) + 1 :]
     model = spec.name  # labels name the model measured, never an alias
     if model not in measurable():

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from elastic_edu.models.registry import ALIASES, REGISTRY
+from elastic_edu.models.registry import ALIASES, REGISTRY, name_in
 
 # bench labels written before the model registry (commit 7dc3014, results/history/): there
 # ``elastic-k32`` and ``lda-k32`` measured the non-causal forms
@@ -36,10 +36,7 @@ def bench_label_model(label: str) -> str:
     model = found[1] if found else base
     if model in LEGACY_BENCH:
         return LEGACY_BENCH[model]
-    for name in sorted(REGISTRY, key=len, reverse=True):
-        if model == name or model.startswith(name + "-"):
-            return name
-    return model
+    return name_in(model, aliases=False) or model
 
 
 def is_baseline(label: str) -> bool:

@@ -47,6 +47,7 @@ from elastic_edu.models.registry import (
     check_objective,
     get_spec,
     model_names,
+    name_in,
 )
 from elastic_edu.models.sasrec import SASRec
 
@@ -76,5 +77,6 @@ __all__ = [
     "check_objective",
     "get_spec",
     "model_names",
+    "name_in",
     "recommend",
 ]

@@ -69,6 +69,15 @@ def model_names() -> tuple[str, ...]:
     return (*REGISTRY, *ALIASES)
 
 
+def name_in(label: str, aliases: bool = True) -> str | None:
+    """The model name a label is, or begins with before a "-": the longest that fits
+    (``elastic-causal-k16`` -> elastic-causal, not the alias elastic), or None. With `aliases`
+    False, registered names only."""
+    names = model_names() if aliases else tuple(REGISTRY)
+    found = [n for n in names if label == n or label.startswith(n + "-")]
+    return max(found, key=len) if found else None
+
+
 def get_spec(name: str) -> ModelSpec:
     """The spec of model `name` (an alias resolves to its model); a ValueError lists the names."""
     name = ALIASES.get(name, name)
