@@ -53,7 +53,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from einops import einsum, rearrange
+from einops import einsum, rearrange, repeat
 from torch.utils.checkpoint import checkpoint
 
 MAX_RATE = 2.0  # the largest recency rate: an item weighs e^2 times the one before it
@@ -222,8 +222,8 @@ def carry_states(first, chunk_sums, top, start, rate) -> torch.Tensor:
     extra = groups * g - j_size  # trailing chunks that add nothing: B = 0, R repeated
     if extra:
         chunk_sums = F.pad(chunk_sums, (0, 0, 0, 0, 0, extra))
-        top = torch.cat([top, top[:, :, -1:].expand(-1, -1, extra, -1)], dim=2)
-        start = torch.cat([start, start[:, -1:].expand(-1, extra)], dim=1)
+        top = torch.cat([top, repeat(top[:, :, -1], "b h e -> b h x e", x=extra)], dim=2)
+        start = torch.cat([start, repeat(start[:, -1], "b -> b x", x=extra)], dim=1)
     sums = rearrange(chunk_sums, "b h (g i) e f -> b h g i e f", i=g)
     top = rearrange(top, "b h (g i) e -> b h g i e", i=g)
     start = rearrange(start, "b (g i) -> b g i", i=g)
