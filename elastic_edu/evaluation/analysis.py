@@ -57,7 +57,7 @@ def _encoded(model, history) -> tuple[torch.Tensor, object]:
     out = model.encode(items, return_weights=True)
     window = items[:, -out.pad.shape[1] :]
     kept = ~out.pad[0]
-    if "cloze" in getattr(model, "objectives", ()):
+    if "cloze" in model.objectives:  # a non-causal model reads at its [MASK]
         kept &= window[0] != model.mask_token
     return kept, out
 

@@ -48,23 +48,31 @@ def causal_dispatcher_flops(b: int, n: int, k: int, d: int, heads: int) -> int:
         10 b n d^2 + 8 b k d^2 + 2 b k d (h + 1)       projections
       + 10 b n' k d + 2 b n' k h                       scores, route . key, chunk sums, reads
       + 4 b n' C (d + h k)                             the masked C x C products inside chunks
+      + 2 b (G - 1) g k (d + h)                        the carry's hand-overs between groups
 
     history keys, values, routes and gates 8 b n d^2, outputs 2 b n d^2; expert queries, own
     keys and values, dispatch keys 8 b k d^2, recency rates 2 b k d h, own scores 2 b k d. With
     chunks of C = chunk_size(n) positions and n' = the window rounded up to whole chunks: content
     scores, route . key, the gate against the carried states, and the read of the carried states
     2 b n' k d each; the chunk sums of the values and their normaliser 2 b n' k (d + h); per chunk
-    g v^T and (P u^T) v 2 b n' C d each, (g v^T) u and P u^T 2 b n' C h k each. Linear in n for a
+    g v^T and (P u^T) v 2 b n' C d each, (g v^T) u and P u^T 2 b n' C h k each. The carry of the
+    J = n' / C chunk states runs in G groups of g = isqrt(J - 1) + 1 chunks
+    (`elastic_edu.nn.chunkwise.carry_states`): each group but the last hands its chunks' sums on,
+    a weighted sum over g chunks of (d_h + 1)-vectors per expert and head. Linear in n for a
     fixed C; inference on windows longer than SLICE runs in slices, which may round n' otherwise.
     """
     size = chunk_size(n)
-    padded = math.ceil(n / size) * size
+    chunks = math.ceil(n / size)
+    padded = chunks * size
+    group = math.isqrt(chunks - 1) + 1 if chunks > 1 else 1
+    groups = math.ceil(chunks / group)
     projections = 10 * b * n * d * d + 8 * b * k * d * d + 2 * b * k * d * (heads + 1)
     return (
         projections
         + 10 * b * padded * k * d
         + 2 * b * padded * k * heads
         + (4 * b * padded * size * (d + heads * k))
+        + 2 * b * (groups - 1) * group * k * (d + heads)
     )
 
 

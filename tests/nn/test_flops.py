@@ -14,7 +14,7 @@ from elastic_edu.models import build_model
 from elastic_edu.nn import CausalSelfAttention, DispatcherAttention, FeedForward, flops
 from elastic_edu.nn.causal_dispatcher import CausalDispatcherAttention
 
-SHAPES = [(1, 2, 3, 4, 1), (2, 9, 4, 16, 2), (3, 33, 5, 24, 3)]  # b, n, k, d, h
+SHAPES = [(1, 2, 3, 4, 1), (2, 9, 4, 16, 2), (3, 33, 5, 24, 3), (1, 300, 3, 8, 2)]  # b, n, k, d, h
 
 
 @pytest.mark.parametrize(("b", "n", "k", "d", "h"), SHAPES)
