@@ -101,10 +101,11 @@ class CausalDispatcherEncoder(DispatcherModel, CausalRecommender):
     ) -> EncoderOutput:
         """items (b, c + n) left-padded ids (older items first) -> states of the window."""
         window, older = self.split(items)
-        x, pad = self.embed(window)
-        # the query reads the older items only: nothing of the window, so nothing of the future
-        retrieval = self.initial_experts(*self.older_states(older), num_experts)
-        return self.read_window(x, pad, retrieval, return_weights)
+
+        def retrieve(x, pad):  # the query reads the older items only: nothing of the window,
+            return self.initial_experts(*self.older_states(older), num_experts)  # no future
+
+        return self.read_window(window, retrieve, return_weights)
 
     def flops(self, batch: int, n: int, context: int = 0) -> int:
         """L (causal dispatcher attention + feed-forward), and a retrieval pooling the older

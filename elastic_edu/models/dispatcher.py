@@ -58,9 +58,11 @@ class DispatcherEncoder(DispatcherModel):
 
         num_experts: for ELASTIC, retrieve this many experts instead of the trained k.
         """
-        x, pad = self.embed(items)
-        retrieval = self.initial_experts(x, pad, num_experts)  # the query reads the window
-        return self.read_window(x, pad, retrieval, return_weights)
+
+        def retrieve(x, pad):  # the query reads the window
+            return self.initial_experts(x, pad, num_experts)
+
+        return self.read_window(items, retrieve, return_weights)
 
     def flops(self, batch: int, n: int, context: int = 0) -> int:
         """L (dispatcher attention + feed-forward), and a retrieval pooling the n positions."""

@@ -74,9 +74,15 @@ class DispatcherModel(SequentialRecommender):
         source = self.memory if self.has_memory else self.experts
         return source(x, pad, num_experts)
 
-    def read_window(self, x, pad, retrieval: Retrieval, return_weights=False) -> EncoderOutput:
-        """The blocks over the window's states x (b, n, d) and the retrieved experts: each
-        block hands on the states and the experts (updated, or fixed for the window)."""
+    def read_window(self, window, retrieve, return_weights=False) -> EncoderOutput:
+        """The blocks over a window of ids (b, n) and the experts `retrieve(x, pad)` returns
+        for its embedded states x (b, n, d): each block hands on the states and the experts
+        (updated, or fixed for the window).
+
+        The window is embedded here, not by the caller, so that no caller keeps its input
+        states alive while the blocks run (one (b, n, d) tensor less at the memory peak)."""
+        x, pad = self.embed(window)
+        retrieval = retrieve(x, pad)
         experts, aggregate, dispatch = retrieval.experts, [], []
         for block in self.blocks:
             out = block(x, experts, pad, return_weights)
