@@ -492,13 +492,14 @@ def long_range() -> str:
         study = data["long_context"]
         study = {**study, "elastic_model": data["settings"].get("elastic_model", "elastic-bidir")}
         for key, run in study_runs(study).items():
-            model, _, tag = key.partition(":")
-            name = display_name(model) + (", no curriculum" if tag else "")
+            model = key.partition(":")[0]
+            curriculum = "no" if list(run.get("curriculum", [1.0])) == [1.0] else "yes"
             rows.append(
                 [
                     study["distance"],
                     data["settings"].get("seed", 0),
-                    name,
+                    display_name(model),
+                    curriculum,
                     run["max_len"],
                     f"{run['HR@1']:.3f}",
                     f"{run['test']['HR@10']:.3f}",
@@ -506,7 +507,7 @@ def long_range() -> str:
                     f"`{path.name}`",
                 ]
             )
-    rows.sort(key=lambda r: (r[0], r[2], r[1]))
+    rows.sort(key=lambda r: (r[0], r[2], r[3], r[1]))
     out += [
         "`scripts/synthetic_studies.py --study long-context`: a user's last item is the "
         "partner of a key seen `distance` events earlier, with nothing nearer hinting at it "
@@ -517,7 +518,18 @@ def long_range() -> str:
         "non-causal ELASTIC-bidir; the commands are in results/README.md.",
         "",
         table(
-            ["distance", "seed", "model", "N", "test HR@1", "test HR@10", "train s", "file"], rows
+            [
+                "distance",
+                "seed",
+                "model",
+                "curriculum",
+                "N",
+                "test HR@1",
+                "test HR@10",
+                "train s",
+                "file",
+            ],
+            rows,
         ),
         "",
     ]
