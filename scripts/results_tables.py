@@ -366,13 +366,14 @@ def tuned() -> str:
         )
     out += [
         "Each model: 20 trials of Optuna's TPE sampler (seed 0) over its own search space "
-        "(`elastic_edu/search_space.py`), each trial trained to early stopping (patience 10, "
-        "at most 100 epochs) and pruned by the median rule on its validation NDCG@10 curve; "
+        "(`elastic_edu/search_space.py`), each trial trained to early stopping (patience 5, "
+        "at most 50 epochs) and pruned by the median rule on its validation NDCG@10 curve after "
+        "5 epochs; "
         "tuning reads validation users only. One torch thread per study, two studies at a "
         f"time on the {CPU}.",
         "",
         "    python -m elastic_edu tune --model MODEL --dataset ../shared/data/ml-100k "
-        "--trials 20 --seed 0 --epochs 100 --patience 10 --device cpu "
+        "--trials 20 --seed 0 --epochs 50 --patience 5 --prune-warmup 5 --device cpu "
         "--out results/tune-MODEL-ml-100k-cpu-amd-epyc.json",
         "",
         table(
