@@ -71,9 +71,10 @@ class Unsupported:
     cell: int
     quote: str
     context: str
+    where: str = "markdown cell"  # or "paragraph", in a markdown document
 
     def __str__(self) -> str:
-        return f"markdown cell (or paragraph) {self.cell}: {self.quote!r} in '...{self.context}...'"
+        return f"{self.where} {self.cell}: {self.quote!r} in '...{self.context}...'"
 
 
 def quotes(markdown: str) -> list[tuple[Quote, str]]:
@@ -197,7 +198,7 @@ def check_markdown(text: str, support: str = "", results: Path = RESULTS) -> lis
             if quote.text in ALLOWED or quote.text.replace("×", "x") in ALLOWED:
                 continue
             if not supported(quote, values):
-                bad.append(Unsupported(i, quote.text, context))
+                bad.append(Unsupported(i, quote.text, context, "paragraph"))
     return bad
 
 
