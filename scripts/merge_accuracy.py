@@ -6,6 +6,10 @@ counts once. The merged file is what `compare` itself would have written for all
 
     python scripts/merge_accuracy.py results/parts/accuracy-*.json \\
         --out results/accuracy-ml-100k-cpu-amd-epyc.json
+
+Single runs (`python -m elastic_edu train ... --out run.json`, which keep their per-user ranks)
+join under a label of their own with ``--run LABEL=FILE`` (repeat it, one seed per file): how
+variants of one model with other settings are compared user by user.
 """
 
 from __future__ import annotations
@@ -24,17 +28,42 @@ ORDER = ("popularity", "gru4rec", "sasrec", "elastic-causal", "lda-causal", "ela
 
 
 def row_order(label: str) -> tuple:
-    name = get_spec(label.partition(":")[0]).name
+    try:
+        name = get_spec(label.partition(":")[0].partition(" ")[0].rstrip(",")).name
+    except ValueError:
+        return (len(ORDER), label)
     return (ORDER.index(name) if name in ORDER else len(ORDER), label)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    p.add_argument("files", nargs="+", help="compare outputs to merge")
+    p.add_argument("files", nargs="*", help="compare outputs to merge")
+    p.add_argument(
+        "--run",
+        action="append",
+        default=[],
+        metavar="LABEL=FILE",
+        help="a single train output, joined under LABEL (repeat for each seed)",
+    )
     p.add_argument("--out", required=True, help="the merged comparison JSON")
     args = p.parse_args()
     parts = [json.loads(Path(f).read_text()) for f in sorted(args.files)]
+    for entry in args.run:
+        label, _, path = entry.partition("=")
+        run = json.loads(Path(path).read_text())
+        seed = run["config"]["train"]["seed"]
+        parts.append(
+            {
+                "runs": {label: [run]},
+                "seeds": [seed],
+                "data": run.get("data"),
+                "dataset": run["config"].get("dataset"),
+                "command": run.get("command"),
+            }
+        )
+    if not parts:
+        p.error("give compare outputs, --run LABEL=FILE entries, or both")
     runs: dict[str, list] = {}
     for part in parts:
         for label, rs in part["runs"].items():
@@ -47,7 +76,8 @@ def main() -> None:
     configs = {k: v for part in parts for k, v in part.get("configs", {}).items()}  # --config
     merged = comparison(runs, data=parts[0]["data"], dataset=parts[0]["dataset"], seeds=seeds,
                         commands=[part.get("command") for part in parts],
-                        merged_from=[Path(f).name for f in sorted(args.files)],
+                        merged_from=[Path(f).name for f in sorted(args.files)]
+                        + [e.partition("=")[2] for e in args.run],
                         **({"configs": configs} if configs else {}))  # fmt: skip
     print(merged["table"])
     print(f"wrote {write_json(args.out, merged)}")

@@ -1,4 +1,4 @@
-"""Find numbers that a notebook's prose quotes but that nothing in the notebook backs.
+"""Find numbers that a notebook's prose (or the README's, or DESIGN's) quotes but nothing backs.
 
 The rule: every ratio (``2.7x``), percentage (``93%``) or metric-shaped decimal (``0.0560``,
 ``1.000``) in a markdown cell must be *supported*, i.e. equal, at the precision it is quoted with,
@@ -10,6 +10,10 @@ to a number that
    looked up under ``results/``; a glob such as ``-curriculum*.json`` names every match), or
 3. is in `ALLOWED`, the constants a notebook may quote without computing them (the paper's
    claims, each marked **paper** in the prose).
+
+The README and docs/DESIGN.md follow the same rule paragraph by paragraph (`check_markdown`),
+supported by the generated docs/RESULTS.md (every number there is printed from results/) or a
+results file the paragraph names.
 
 Not checked: numbers inside code (fenced blocks and inline ``code``), LaTeX (``$...$``), link
 targets and HTML comments, and integers without a unit (sizes such as N = 2048, counts, years).
@@ -67,9 +71,10 @@ class Unsupported:
     cell: int
     quote: str
     context: str
+    where: str = "markdown cell"  # or "paragraph", in a markdown document
 
     def __str__(self) -> str:
-        return f"markdown cell {self.cell}: {self.quote!r} in '...{self.context}...'"
+        return f"{self.where} {self.cell}: {self.quote!r} in '...{self.context}...'"
 
 
 def quotes(markdown: str) -> list[tuple[Quote, str]]:
@@ -166,9 +171,53 @@ def check_notebook(nb, results: Path = RESULTS) -> list[Unsupported]:
     return bad
 
 
+def paragraphs(text: str) -> list[str]:
+    """Blank-line separated paragraphs of a markdown document (a fenced block stays whole)."""
+    parts, current, fenced = [], [], False
+    for line in text.splitlines():
+        if line.strip().startswith("```"):
+            fenced = not fenced
+        if not line.strip() and not fenced:
+            if current:
+                parts.append("\n".join(current))
+            current = []
+        else:
+            current.append(line)
+    return parts + (["\n".join(current)] if current else [])
+
+
+def check_markdown(text: str, support: str = "", results: Path = RESULTS) -> list[Unsupported]:
+    """Every unsupported quote of a markdown document (the README, docs/DESIGN.md), paragraph by
+    paragraph: a quote is supported by `support` (the text of the generated docs/RESULTS.md,
+    itself printed from results/) or by a results file its own paragraph names."""
+    base = numbers(support)
+    bad = []
+    for i, para in enumerate(paragraphs(text)):
+        values = base | named_results(para, results)
+        for quote, context in quotes(para):
+            if quote.text in ALLOWED or quote.text.replace("×", "x") in ALLOWED:
+                continue
+            if not supported(quote, values):
+                bad.append(Unsupported(i, quote.text, context, "paragraph"))
+    return bad
+
+
+def check_documents(root: Path = ROOT) -> dict[str, list[Unsupported]]:
+    """The README and docs/DESIGN.md against docs/RESULTS.md and the results files they name."""
+    support = (root / "docs" / "RESULTS.md").read_text()
+    return {name: check_markdown((root / name).read_text(), support, root / "results")
+            for name in ("README.md", "docs/DESIGN.md")}  # fmt: skip
+
+
 def main(argv: list[str]) -> int:
     status = 0
     for name in argv:
+        if name.endswith(".md"):
+            support = (ROOT / "docs" / "RESULTS.md").read_text()
+            for item in check_markdown(Path(name).read_text(), support):
+                print(f"{name}: {item}")
+                status = 1
+            continue
         bad = check_notebook(nbformat.read(name, as_version=4))
         for item in bad:
             print(f"{name}: {item}")

@@ -206,7 +206,8 @@ def thin_noise(
     In `long_range_task` the noise events are independent of everything else, so a window
     thinned this way is the same task scaled down: the key sits about ``keep * distance``
     events back, with the same kinds of items around it. This is what `DistanceCurriculum`
-    trains on before the full-length task. Returns the kept events, in order.
+    trains on before the full-length task. Returns the kept events, in order; the window's last
+    event always stays, so a window of noise alone never thins to nothing.
     """
     window, is_noise = np.asarray(window), np.asarray(is_noise, dtype=bool)
     if window.shape != is_noise.shape or window.ndim != 1:
@@ -217,4 +218,6 @@ def thin_noise(
         raise ValueError(f"keep={keep} must lie in (0, 1]")
     if keep == 1.0:
         return window
-    return window[~is_noise | (rng.random(len(window)) < keep)]
+    kept = ~is_noise | (rng.random(len(window)) < keep)
+    kept[-1:] = True
+    return window[kept]

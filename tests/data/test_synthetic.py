@@ -159,3 +159,13 @@ def test_thin_noise_rejects_bad_keep(keep):
 def test_thin_noise_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match="is_noise"):
         thin_noise(np.arange(3), np.ones(4, dtype=bool), 0.5, np.random.default_rng(0))
+
+
+def test_thin_noise_never_empties_a_window():
+    """A short window of noise alone (SASRec's window in the long-range study) keeps its last
+    event, so the model always has a history to read."""
+    rng = np.random.default_rng(0)
+    window = np.arange(1, 6)
+    for _ in range(200):
+        kept = thin_noise(window, np.ones(5, dtype=bool), 1 / 32, rng)
+        assert len(kept) >= 1 and kept[-1] == 5
