@@ -856,5 +856,5 @@ ok = check(
 #   one new event with re-encoding the whole history, at each N.
 # * At short N, fixed costs dominate and slopes flatten; the asymptotic story needs long N.
 #
-# Next, `06_long_context`: what a long context buys when it is cheap, on a task built so that the
+# Next, `10_deep_dive_long_context`: what a long context buys when it is cheap, on a task built so that the
 # signal lies far back.
