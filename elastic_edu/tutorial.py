@@ -224,3 +224,99 @@ def check(name: str, answer, expected, *, atol: float = 1e-6, hint: str = "") ->
         ok = False
     print(f"[{name}] " + ("correct!" if ok else f"not quite. {hint}".rstrip()))
     return bool(ok)
+
+
+# ---- notebooks 00-02 and 08 ----
+def tie_statistics(users, timestamps) -> dict:
+    """How often a log's timestamps tie, after a stable sort by (user, timestamp, file position).
+
+    users, timestamps: (rows,) arrays in file order. Returns the number of consecutive same-user
+    pairs, how many of them share a timestamp, and the users whose last two events are tied (for
+    them the tie rule alone decides the test and validation targets).
+    """
+    users, timestamps = np.asarray(users), np.asarray(timestamps)
+    order = np.lexsort((np.arange(len(users)), timestamps, users))  # the last key sorts first
+    u, t = users[order], timestamps[order]
+    same_user = u[1:] == u[:-1]
+    tied = same_user & (t[1:] == t[:-1])
+    last = np.flatnonzero(np.r_[u[1:] != u[:-1], True])  # each user's last event
+    last = last[last > 0]
+    last_two_tied = (u[last] == u[last - 1]) & (t[last] == t[last - 1])
+    return {
+        "pairs": int(same_user.sum()),
+        "tied": int(tied.sum()),
+        "users": int(len(np.unique(u))),
+        "last_two_tied": u[last[last_two_tied]],
+    }
+
+
+def bench_models(bench: dict, models, mode: str | None = None) -> dict:
+    """A bench results file (`elastic_edu.bench.report.load_results`) keeping only the points of
+    `models` (their labels in the file, e.g. "elastic-causal-k32") and, if given, one `mode`."""
+    points = [p for p in bench["points"] if p["model"] in models and mode in (None, p["mode"])]
+    missing = set(models) - {p["model"] for p in points}
+    if missing:
+        raise ValueError(f"no points for {sorted(missing)} in this bench file")
+    return {**bench, "points": points}
+
+
+class LastItemReadout(torch.nn.Module):
+    """Scores histories from the encoder's state at their last item (no [MASK] appended): how a
+    model trained on every position predicts. Has the `score` method `evaluate` calls."""
+
+    def __init__(self, model, window: int):
+        super().__init__()
+        self.model, self.window = model, window
+
+    def score(self, histories):
+        from elastic_edu.histories import pad_left
+
+        items = pad_left(histories, self.window).to(self.model.device)
+        return self.model.scores_from(self.model.encode(items).hidden[:, -1])  # (b, i)
+
+
+def train_every_position(model, split, loss_fn, *, window: int, epochs: int, batch_size: int,
+                         lr: float, seed: int, device) -> list[dict]:  # fmt: skip
+    """Train `model` with `loss_fn(model, inputs, targets)` on every position of the training
+    windows (the `AllPositions` sampler, as `fit` does for SASRec), bypassing the library's
+    objective guard: deep dive 08 uses it to show what the guard prevents. AdamW without weight
+    decay; after each epoch, validation metrics from `LastItemReadout`. Returns one row per epoch
+    (`epoch`, `loss`, `valid_<metric>`), the shape of `fit`'s history."""
+    from elastic_edu.data.batches import AllPositions
+    from elastic_edu.evaluation import evaluate
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    sampler, rng = AllPositions(split.train, window, batch_size), np.random.default_rng(seed)
+    readout, history = LastItemReadout(model, window), []
+    for epoch in range(1, epochs + 1):
+        model.train()
+        losses = []
+        for inputs, targets in sampler.epoch(rng):  # (b, n) each
+            loss = loss_fn(model, inputs.to(device), targets.to(device))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+        valid = evaluate(readout, split.valid)
+        history.append({"epoch": epoch, "loss": float(np.mean(losses)),
+                        **{f"valid_{k}": v for k, v in valid.items()}})  # fmt: skip
+    return history
+
+
+def count_layer_flops(layer_class, n: int, dim: int, heads: int, experts: int | None = None):
+    """Matrix-product FLOPs of one call of a fresh ``layer_class(dim, heads)`` on a (1, n, dim)
+    history (with (1, experts, dim) experts when `experts` is given), counted by
+    `elastic_edu.bench.flops.count_flops` on the meta device: shapes only, nothing computed.
+
+    Layers whose fast path is torch's fused attention kernel, which the counter does not see, run
+    their einsum path (``return_weights=True``, the same contractions); the causal dispatcher runs
+    as it trains (asking it for weights would add the aggregate weights' products)."""
+    from elastic_edu.bench.flops import count_flops
+    from elastic_edu.nn.causal_dispatcher import CausalDispatcherAttention
+
+    with torch.device("meta"):
+        layer = layer_class(dim, heads)
+        args = [torch.randn(1, n, dim)] + ([torch.randn(1, experts, dim)] if experts else [])
+        args.append(torch.zeros(1, n, dtype=torch.bool))
+    weights = not issubclass(layer_class, CausalDispatcherAttention)
+    return count_flops(lambda: layer(*args, return_weights=weights))

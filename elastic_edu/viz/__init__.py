@@ -11,7 +11,8 @@ figures carry each line's fitted slope in its legend entry and spell out every t
 - `loglog_figure`: any named (x, y) series on log-log axes, slopes in the legend.
 - data: `length_histogram`, `popularity_curve`; training: `training_curves`, `bar_table`;
   inside a model: `attention_heatmap`, `expert_heatmap`, `assignment_strip` (with a colour
-  legend), `slot_usage`; synthetic studies: `long_context_figure` (test HR@1 per model).
+  legend), `contingency_heatmap`, `slot_usage`; synthetic studies: `long_context_figure` (test
+  HR@1 per model).
 """
 
 from __future__ import annotations
@@ -30,7 +31,13 @@ from elastic_edu.viz.common import (
 )
 from elastic_edu.viz.costs import complexity_figure, loglog_figure, long_context_figure
 from elastic_edu.viz.training import bar_table, length_histogram, popularity_curve, training_curves
-from elastic_edu.viz.weights import assignment_strip, attention_heatmap, expert_heatmap, slot_usage
+from elastic_edu.viz.weights import (
+    assignment_strip,
+    attention_heatmap,
+    contingency_heatmap,
+    expert_heatmap,
+    slot_usage,
+)
 
 __all__ = [
     "FAILED_KEY",
@@ -38,6 +45,7 @@ __all__ = [
     "PALETTE",
     "TEMPLATE",
     "assignment_strip",
+    "contingency_heatmap",
     "attention_heatmap",
     "bar_table",
     "bench_label_model",

@@ -117,3 +117,19 @@ def slot_usage(counts, title: str = "Memory slot usage") -> go.Figure:
     title = (f"{title}: {used:.1%} of {m} slots used, entropy {entropy:.2f} of "
              f"log M = {math.log(max(m, 1)):.2f} nats")  # fmt: skip
     return _layout(fig, title, "slot rank (most used first)", "retrievals")
+
+
+def contingency_heatmap(
+    table, title: str = "Expert assignment against planted interest", row: str = "expert",
+    column: str = "interest",
+) -> go.Figure:  # fmt: skip
+    """(rows, columns) counts, e.g. positions assigned to expert r whose planted interest is c."""
+    t = _np(table)
+    if t.ndim != 2:
+        raise ValueError(f"table must be 2-D, got {t.shape}")
+    fig = go.Figure(go.Heatmap(
+        z=t, x=[f"{column} {c}" for c in range(t.shape[1])],
+        y=[f"{row} {r}" for r in range(t.shape[0])], colorscale="Blues",
+        colorbar={"title": "count"}, hovertemplate="%{y}, %{x}: %{z}<extra></extra>",
+    ))  # fmt: skip
+    return _layout(fig, title, f"planted {column}", f"assigned {row}")
