@@ -43,3 +43,42 @@ def test_figures_carry_a_png_beside_the_json(restore_plotly):
     bundle = go.Figure(go.Scatter(x=[1, 2], y=[3, 1]))._repr_mimebundle_()
     assert "application/vnd.plotly.v1+json" in bundle
     assert bundle["image/png"]  # base64 PNG
+
+
+def test_tie_statistics_counts_ties_in_time_order():
+    # user 1: times 5, 5, 7 (last two not tied); user 2: times 3, 9, 9 in file order 9, 3, 9
+    users = [1, 2, 1, 2, 1, 2]
+    times = [5, 9, 5, 3, 7, 9]
+    ties = tutorial.tie_statistics(users, times)
+    assert ties["pairs"] == 4 and ties["tied"] == 2 and ties["users"] == 2
+    assert ties["last_two_tied"].tolist() == [2]
+
+
+def test_bench_models_keeps_the_named_points_and_refuses_missing_ones():
+    bench = {"settings": {}, "points": [
+        {"model": "a", "mode": "inference"}, {"model": "a", "mode": "train"},
+        {"model": "b", "mode": "inference"},
+    ]}  # fmt: skip
+    kept = tutorial.bench_models(bench, ["a"], "inference")
+    assert kept["points"] == [{"model": "a", "mode": "inference"}]
+    with pytest.raises(ValueError, match="c"):
+        tutorial.bench_models(bench, ["a", "c"])
+
+
+def test_count_layer_flops_matches_the_formulas():
+    from elastic_edu.nn import CausalSelfAttention, DispatcherAttention
+    from elastic_edu.nn.causal_dispatcher import CausalDispatcherAttention
+    from elastic_edu.nn.flops import (
+        causal_dispatcher_flops,
+        dispatcher_flops,
+        self_attention_flops,
+    )
+
+    n, d, h, k = 96, 16, 2, 4
+    assert tutorial.count_layer_flops(DispatcherAttention, n, d, h, k) == dispatcher_flops(
+        1, n, k, d
+    )
+    assert tutorial.count_layer_flops(
+        CausalDispatcherAttention, n, d, h, k
+    ) == causal_dispatcher_flops(1, n, k, d, h)
+    assert tutorial.count_layer_flops(CausalSelfAttention, n, d, h) == self_attention_flops(1, n, d)
