@@ -39,6 +39,7 @@ STREAM_LEN = 12  # events streamed through one causal block
 setup = setup_notebook(SEED)  # threads, seeds, device, figures (notebook 00)
 
 # %%
+import copy
 import math
 
 import torch
@@ -211,7 +212,8 @@ x = torch.randn(TOY_BATCH, CAUSAL_LEN, TOY_DIM)
 experts = torch.randn(TOY_BATCH, TOY_EXPERTS, TOY_DIM)
 pad = torch.zeros(TOY_BATCH, CAUSAL_LEN, dtype=torch.bool)
 pad[1, :3] = True
-c64, x64, e64, dh = causal.double(), x.double(), experts.double(), TOY_DIM // TOY_HEADS
+c64 = copy.deepcopy(causal).double()  # a float64 copy: same weights
+x64, e64, dh = x.double(), experts.double(), TOY_DIM // TOY_HEADS
 with torch.no_grad():
     terms = c64.expert_terms(e64)  # query, own_score, own_value, key (W_c), rate: (b, h, e, ...)
     k, v = rearrange(c64.to_kv(x64), "b n (two h d) -> two b h n d", two=2, h=TOY_HEADS)
@@ -226,7 +228,7 @@ with torch.no_grad():
     our_d = (sim / math.sqrt(dh)).softmax(dim=-1)  # (b, h, n, e)
     ours = c64.to_out(rearrange(einsum(our_d, summary, "b h n e, b h n e d -> b h n d"),
                                 "b h n d -> b n (h d)"))  # fmt: skip
-    lib = causal.float()(x, experts, pad, return_weights=True)  # chunkwise, float32
+    lib = causal(x, experts, pad, return_weights=True)  # chunkwise, float32
 torch.testing.assert_close(lib.x.double(), ours, rtol=1e-5, atol=1e-5)
 torch.testing.assert_close(lib.dispatch.double(), our_d, rtol=1e-5, atol=1e-5)
 print(f"summaries held by hand: {tuple(summary.shape)} (b, h, n, e, d_h)")
