@@ -1,7 +1,9 @@
 """No notebook's prose quotes a ratio or metric that its outputs (or named results) do not hold.
 
 The checker is `tests/notebook_quotes.py` (its docstring states the rule); the first tests run it
-on made-up notebooks, one of them deliberately broken, the last on every committed notebook.
+on made-up notebooks, one of them deliberately broken, then on every committed notebook; the last
+hold the README and docs/DESIGN.md to docs/RESULTS.md and the results files they name, with a
+planted stale paragraph that must fail.
 """
 
 from __future__ import annotations
