@@ -62,7 +62,10 @@ def complexity() -> None:
         if labels is not None:
             bench = {**bench, "points": [p for p in bench["points"] if p["model"] in labels]}
         fig = viz.complexity_figure(bench, metric, mode)
-        fig.update_layout(title_text=f"{fig.layout.title.text}<br><sup>results/{source}</sup>")
+        note = " (commit 7dc3014, before the causal ELASTIC)" if "h200" in source else ""
+        fig.update_layout(
+            title_text=f"{fig.layout.title.text}<br><sup>results/{source}{note}</sup>"
+        )
         write(fig, name)
 
 
