@@ -1,19 +1,22 @@
 """How long the tutorial takes to read: the measure the core path is held to.
 
-    python scripts/reading_time.py            # per notebook, the core path and the deep dives
+    python scripts/reading_time.py              # per notebook, the core path and the deep dives
+    python scripts/reading_time.py --markdown   # the README's tutorial table: one row a notebook
 
 A cold reader's minutes: prose at 200 words a minute (markdown cells, and the README), one
 minute per 10 non-blank code lines, one minute per figure (an image output of the executed
 notebook: every figure has its PNG beside it). A notebook is a deep dive when its file name or its
 first markdown cell says "deep dive"; the core path is the README and every other notebook.
-`tests/test_reading_time.py` holds the core path to CORE_LIMIT minutes.
+`tests/scripts/test_reading_time.py` holds the core path to CORE_LIMIT minutes. The README's
+tutorial table is what `--markdown` prints: notebook, its title (the first heading, without its
+number) and its minutes.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +32,7 @@ class Cost:
     code_lines: int
     figures: int
     deep_dive: bool
+    title: str = ""
 
     @property
     def minutes(self) -> float:
@@ -53,7 +57,16 @@ def notebook_cost(path: Path) -> Cost:
                   if "image/png" in o.get("data", {}))  # fmt: skip
     first = prose[0].lower() if prose else ""
     deep = "deep dive" in path.stem.replace("_", " ") or "deep dive" in first
-    return Cost(path.stem, sum(map(words, prose)), lines, figures, deep)
+    return Cost(path.stem, sum(map(words, prose)), lines, figures, deep, title(prose))
+
+
+def title(prose: list[str]) -> str:
+    """The first markdown heading, without its "NN ·" number: what the notebook teaches."""
+    for text in prose:
+        m = re.search(r"^#+\s+(?:\d+\s*[·.:-]\s*)?(.+?)\s*$", text, flags=re.M)
+        if m:
+            return m.group(1)
+    return ""
 
 
 def costs(root: Path = ROOT) -> list[Cost]:
@@ -83,5 +96,28 @@ def report(items: list[Cost]) -> str:
     return "\n".join(rows)
 
 
+def markdown(items: list[Cost]) -> str:
+    """The README's tutorial table: notebook, what it teaches, minutes; deep dives marked."""
+    rows = ["| notebook | what it teaches | minutes |", "|---|---|---|"]
+    for c in items:
+        if c.name == "README":
+            continue
+        what = ("**deep dive**: " if c.deep_dive else "") + c.title.replace("|", "\\|")
+        rows.append(f"| [`{c.name}`](notebooks/{c.name}.ipynb) | {what} | {c.minutes:.0f} |")
+    core, every = core_minutes(items), sum(c.minutes for c in items)
+    rows.append(f"\nCore path, README included: {core:.0f} minutes; deep dives too: {every:.0f}.")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("root", nargs="?", type=Path, default=ROOT, help="the repository")
+    parser.add_argument("--markdown", action="store_true", help="print the README's table rows")
+    args = parser.parse_args(argv)
+    items = costs(args.root)
+    print(markdown(items) if args.markdown else report(items))
+    return 0
+
+
 if __name__ == "__main__":
-    print(report(costs(Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT)))
+    raise SystemExit(main())

@@ -42,6 +42,11 @@ def fmt(x, spec: str, unit: str = "") -> str:
     return "-" if x is None else format(x, spec) + unit
 
 
+def percent(share: float | None) -> str:
+    """A share as a percentage: one decimal below 10%, so that 0.7% does not read 1%."""
+    return "-" if share is None else f"{100 * share:.{1 if 100 * share < 10 else 0}f}%"
+
+
 def bench_command(bench: dict) -> str:
     """The command that made a bench file, from its settings."""
     s = bench["settings"]
@@ -77,10 +82,12 @@ def cost_table(bench: dict, mode: str) -> str:
     return table(["N", *map(display_name, labels)], rows)
 
 
-def ratio_table(bench: dict, base: str = "sasrec-sdpa") -> str:
+def ratio_table(bench: dict, base: str = "sasrec-sdpa", labels=None) -> str:
     summary = bench_report.summarise(bench, ratio_at=tuple(bench["settings"]["lengths"]))
     rows = []
     for label, by_base in summary["ratios"].items():
+        if labels is not None and label not in labels:
+            continue
         for mode, r in by_base.get(base, {}).items():
             for n, q in r.items():
                 if int(n) >= 2048:
@@ -90,7 +97,7 @@ def ratio_table(bench: dict, base: str = "sasrec-sdpa") -> str:
                             mode,
                             n,
                             fmt(q["speedup"], ".1f", "x"),
-                            fmt(None if q["memory"] is None else 100 * q["memory"], ".0f", "%"),
+                            percent(q["memory"]),
                         ]
                     )
     return table(
@@ -167,6 +174,10 @@ def cost() -> str:
         "### Against fused attention (SASRec with `scaled_dot_product_attention`)",
         "",
         ratio_table(main),
+        "",
+        "### Against naive attention (SASRec forming the N x N scores, as the original)",
+        "",
+        ratio_table(main, "sasrec-naive"),
         "",
         "### Log-log slopes over N = 2048 .. 16384",
         "",
@@ -512,11 +523,11 @@ def long_range() -> str:
     out += [
         "`scripts/synthetic_studies.py --study long-context`: a user's last item is the "
         "partner of a key seen `distance` events earlier, with nothing nearer hinting at it "
-        "(256 users, 16 key pairs, chance HR@1 = 1/16). ELASTIC reads N = 4 x distance "
-        "rounded up to a power of two; SASRec gets the longest N whose training step is no "
-        "slower than ELASTIC's; both train for the same wall-clock budget with the same "
-        f"curriculum over distance, on the {CPU}. Files from commit 7dc3014 ran the "
-        "non-causal ELASTIC-bidir; the commands are in results/README.md.",
+        "(256 users, 16 key pairs, chance HR@1 = 1/16). The dispatcher model reads N = 4 x "
+        "distance rounded up to a power of two; SASRec gets the longest N whose training step "
+        "is no slower than the dispatcher model's; both train for the same wall-clock budget "
+        f"with the same curriculum over distance, on the {CPU}. Files from commit 7dc3014 ran the "
+        "non-causal ELASTIC-bidir (their `elastic`); the commands are in results/README.md.",
         "",
         table(
             [
@@ -532,6 +543,56 @@ def long_range() -> str:
             ],
             rows,
         ),
+        "",
+    ]
+    return "\n".join(out)
+
+
+# ---- on a GPU ---------------------------------------------------------------------------------
+H200 = ("bench-nvidia-h200-fp32.json", "bench-nvidia-h200-bf16.json")
+
+
+def gpu() -> str:
+    out = ["## On a GPU: NVIDIA H200, commit 7dc3014 (the non-causal form only)", ""]
+    benches = [(name, load(name)) for name in H200]
+    if any(b is None for _, b in benches):
+        return "\n".join(out + ["(results/bench-nvidia-h200-{fp32,bf16}.json are missing)", ""])
+    out += [
+        "Measured at commit 7dc3014, before the causal ELASTIC existed: the label `elastic-k32` "
+        "in these files is the non-causal model now called `elastic-bidir` (shown as "
+        "ELASTIC-bidir). NVIDIA H200, torch 2.11.0+cu130; batch 4, d = 64, 2 layers, 2 heads, "
+        "1,000 items, random ids without padding, median of 10 runs after 3 warm-ups (CUDA "
+        "events), peak memory = `torch.cuda.max_memory_allocated`; bfloat16 under autocast. "
+        "Made by that commit's `scripts/gpu_checks.sh`, which ran one plain `bench` command per "
+        "precision (today's script measures other settings: docs/USAGE.md):",
+        "",
+    ]
+    for name, bench in benches:
+        s = bench["settings"]
+        out += [
+            f"    python -m elastic_edu bench --device cuda --dtype {s['dtype']} --models "
+            f"{' '.join(s['models'])} --k {' '.join(map(str, s['ks']))} --lengths "
+            f"{' '.join(map(str, s['lengths']))} --batch {s['batch']} --repeats {s['repeats']} "
+            f"--warmup {s['warmup']} --timeout {s['timeout']:g} --out results/{name}",
+            "",
+        ]
+    for name, bench in benches:
+        dtype = bench["settings"]["dtype"]
+        for base in ("sasrec-sdpa", "sasrec-naive"):
+            out += [
+                f"### {dtype}: ELASTIC-bidir (k = 32) against {display_name(base)} "
+                f"(`results/{name}`)",
+                "",
+                ratio_table(bench, base, labels=("elastic-k32",)),
+                "",
+            ]
+        out += [f"### {dtype}: log-log slopes over N = 2048 .. 16384", "", slope_table(bench), ""]
+    out += [
+        "![Inference latency against N on an NVIDIA H200 in bfloat16, log-log, with fitted "
+        "slopes: SASRec naive and fused, ELASTIC-bidir and LDA-only-bidir of commit 7dc3014]"
+        "(images/complexity-h200-bf16-latency.png)",
+        "![Inference peak memory against N on an NVIDIA H200 in float32, log-log, with fitted "
+        "slopes](images/complexity-h200-fp32-memory.png)",
         "",
     ]
     return "\n".join(out)
@@ -600,7 +661,7 @@ def stream() -> str:
     )
 
 
-SECTIONS = [cost, tuned, memory, long_range, padding, defaults, untuned, planted, stream]
+SECTIONS = [cost, tuned, memory, long_range, padding, defaults, untuned, planted, stream, gpu]
 
 
 def document() -> str:

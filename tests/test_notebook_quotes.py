@@ -1,7 +1,9 @@
 """No notebook's prose quotes a ratio or metric that its outputs (or named results) do not hold.
 
 The checker is `tests/notebook_quotes.py` (its docstring states the rule); the first tests run it
-on made-up notebooks, one of them deliberately broken, the last on every committed notebook.
+on made-up notebooks, one of them deliberately broken, then on every committed notebook; the last
+hold the README and docs/DESIGN.md to docs/RESULTS.md and the results files they name, with a
+planted stale paragraph that must fail.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
-from notebook_quotes import ALLOWED, check_notebook, quotes
+from notebook_quotes import ALLOWED, check_documents, check_markdown, check_notebook, quotes
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 
 def notebook(*cells) -> nbformat.NotebookNode:
@@ -71,3 +74,35 @@ def test_results_files_named_in_the_cell_and_paper_constants_count(tmp_path):
 def test_committed_notebooks_quote_only_what_they_show(path):
     bad = check_notebook(nbformat.read(path, as_version=4))
     assert not bad, f"{path.name}: quoted but not shown:\n" + "\n".join(map(str, bad))
+
+
+def test_committed_readme_and_design_quote_only_what_results_hold():
+    """The README and docs/DESIGN.md, paragraph by paragraph, against docs/RESULTS.md and the
+    results files each paragraph names."""
+    bad = check_documents()
+    assert not any(bad.values()), "quoted but not in docs/RESULTS.md or a named results file:\n" + (
+        "\n".join(f"{name}: {b}" for name, items in bad.items() for b in items)
+    )
+
+
+def test_a_stale_sentence_in_a_document_fails(tmp_path):
+    """A planted sentence whose number nothing holds fails, naming its paragraph and quote."""
+    support = "| ELASTIC (k = 8) | inference | 8192 | 4.2x | 51% |"
+    text = "# Results\n\nAt N = 8192 ELASTIC is 4.2x faster.\n\nELASTIC is 7.2× faster than SDPA.\n"
+    bad = check_markdown(text, support, results=tmp_path)
+    assert [(b.where, b.cell, b.quote) for b in bad] == [("paragraph", 2, "7.2×")]
+    assert str(bad[0]) == "paragraph 2: '7.2×' in '...ELASTIC is 7.2× faster than SDPA....'"
+
+
+def test_the_committed_readme_with_a_stale_paragraph_fails(tmp_path):
+    """The same check on a copy of the repository's documents, one stale paragraph added."""
+    for name in ("README.md", "docs/DESIGN.md", "docs/RESULTS.md"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text((ROOT / name).read_text())
+    stale = "The old bench said it: ELASTIC is 71.3× faster than SDPA at N = 8192."
+    readme = tmp_path / "README.md"
+    readme.write_text(readme.read_text() + "\n" + stale + "\n")
+    bad = check_documents(tmp_path)
+    assert not bad["docs/DESIGN.md"]
+    assert [b.quote for b in bad["README.md"]] == ["71.3×"]
+    assert "ELASTIC is 71.3× faster than SDPA" in str(bad["README.md"][0])

@@ -95,7 +95,7 @@ def test_format_stream():
     assert lines[4] == "elastic-causal-k32: per-event latency at N=8192 is 1.25x N=512's"
 
 
-@pytest.mark.parametrize("path", sorted(RESULTS.glob("bench-*.json")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted(RESULTS.rglob("bench-*.json")), ids=lambda p: p.name)
 def test_committed_bench_files_load_and_summarise(path):
     b = bench_report.load_results(path)
     summary = bench_report.summarise(b)
