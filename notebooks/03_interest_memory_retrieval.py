@@ -245,6 +245,6 @@ ok = check("product-key scores", scores_product_keys, 2 * 1024 + 32**2,
 # * Its cost grows as √M: the latency table and slopes above.
 # * **Softmax gates** carry gradients to the sub-keys and the query; only retrieved rows change.
 # * **Paper:** a vast memory, sparse retrieval. **Ours:** product keys, the bias-free
-#   layer-normalised query, the gates.
+#   layer-normalised query (notebook 09 shows what a bias does: collapse), the gates.
 #
 # Next: notebook 04 assembles the whole ELASTIC from these parts and notebook 02's blocks.
