@@ -22,6 +22,7 @@ import platform
 import random
 import warnings
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -320,3 +321,79 @@ def count_layer_flops(layer_class, n: int, dim: int, heads: int, experts: int | 
         args.append(torch.zeros(1, n, dtype=torch.bool))
     weights = not issubclass(layer_class, CausalDispatcherAttention)
     return count_flops(lambda: layer(*args, return_weights=weights))
+
+
+# ---- notebooks 03, 04 and 07 ----
+
+
+def _flat_search(q: torch.Tensor, flat: torch.Tensor, k: int):
+    """Brute force over a flat key table: q (b, d_k), flat (M, d_k) -> top-k scores, slots."""
+    from einops import einsum
+
+    return einsum(q, flat, "b d, s d -> b s").topk(k, dim=-1)
+
+
+def key_search_latency(
+    sizes, key_dim: int, k: int, c: int, users: int, repeats: int, *, device=None, seed: int = 0
+) -> dict[str, list[float]]:
+    """Median milliseconds of one top-k search for `users` random queries, per m in `sizes`:
+    ``{"product keys": [...], "brute force": [...]}`` (notebook 03).
+
+    Product keys: `elastic_edu.nn.product_key_topk` over random sub-keys (m, d_k/2) x 2. Brute
+    force: one product with the flat table of all M = m*m full keys, built outside the timing (as
+    a flat memory would store it), then topk. Timed with the library's one timer
+    (`elastic_edu.bench.profile.time_runs`: one warm-up call, then the median of `repeats`) on a
+    single CPU thread, where a shared machine's other work distorts more threads least.
+    """
+    from elastic_edu.bench.profile import time_runs
+    from elastic_edu.nn import product_key_topk
+    from elastic_edu.nn.reference import full_keys
+
+    device = torch.device(device or "cpu")
+    gen = torch.Generator().manual_seed(seed)
+    q = torch.randn(users, key_dim, generator=gen).to(device)
+    latency: dict[str, list[float]] = {"product keys": [], "brute force": []}
+    threads = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        with torch.inference_mode():
+            for m in sizes:
+                k1, k2 = (torch.randn(m, key_dim // 2, generator=gen).to(device) for _ in "12")
+                flat = full_keys(k1, k2)  # (M, d_k)
+                runs = {
+                    "product keys": partial(product_key_topk, q, k1, k2, k, c),
+                    "brute force": partial(_flat_search, q, flat, k),
+                }
+                for name, call in runs.items():
+                    latency[name].append(
+                        time_runs(call, repeats, warmup=1, device=device).median_ms
+                    )
+                del flat, runs
+    finally:
+        torch.set_num_threads(threads)
+    return latency
+
+
+def trained_model(model_config, train_config, split, name: str, *, reuse: bool = True):
+    """The model of `model_config` trained on `split`, or the one trained earlier with the same
+    settings (a checkpoint under data/checkpoints/`name`; `load_checkpoint` refuses a file made
+    with other settings, which is then trained again). Returns the model in eval mode on
+    `train_config.device`; prints which of the two happened (notebook 07)."""
+    from elastic_edu.models import build_model
+    from elastic_edu.training import fit, load_checkpoint
+
+    checkpoint = data_dir() / "checkpoints" / name
+    if reuse and checkpoint.exists():
+        try:
+            model = load_checkpoint(checkpoint, model_config).to(choose_device(train_config.device))
+            print(f"loaded the model trained earlier from {checkpoint.name}")
+            return model.eval()
+        except ValueError as err:  # CheckpointError: other settings, or not a checkpoint
+            print(f"not using {checkpoint.name}: {err}")
+    model = build_model(model_config, seed=train_config.seed)
+    fitted = fit(
+        model, split, train_config, progress=False, checkpoint=checkpoint if reuse else None
+    )
+    print(f"trained {len(fitted.history)} epochs in {fitted.train_seconds:.0f} s")
+    return fitted.model.eval()

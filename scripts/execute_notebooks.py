@@ -6,8 +6,8 @@
 Each notebook first takes its cells from its jupytext source (notebooks/NN_name.py, the file a
 person edits), then runs in a fresh kernel, one notebook at a time, with ELASTIC_EDU_QUICK=1,
 ELASTIC_EDU_FIGURE_PNG=1 and one OpenMP thread. Widget state is not stored (a plotly
-FigureWidget's state is a 5 MB bundle); widget outputs keep only their view reference. Prints
-each notebook's run time and size, and fails when one exceeds MAX_MB.
+FigureWidget's state is a 5 MB bundle); widget outputs keep their view reference and a
+text/plain summary. Prints each notebook's run time and size, and fails when one exceeds MAX_MB.
 """
 
 from __future__ import annotations
@@ -42,13 +42,14 @@ def take_source(path: Path) -> nbformat.NotebookNode:
 
 
 def strip_widget_state(nb: nbformat.NotebookNode) -> None:
-    """Drop saved widget state; widget outputs keep only their view reference."""
+    """Drop saved widget state; widget outputs keep their view reference and their text/plain
+    summary (the library's widgets write one: what a reader without a kernel sees)."""
     nb.metadata.pop("widgets", None)
     for cell in nb.cells:
         for out in cell.get("outputs", []):
             bundle = out.get("data", {})
             if WIDGET_VIEW in bundle:
-                out["data"] = {WIDGET_VIEW: bundle[WIDGET_VIEW]}
+                out["data"] = {k: bundle[k] for k in (WIDGET_VIEW, "text/plain") if k in bundle}
 
 
 def execute(path: Path) -> tuple[float, float]:

@@ -1,7 +1,8 @@
 """The committed notebooks and README are readable without a kernel, small, and self-contained.
 
 - every plotly figure in notebooks/*.ipynb carries a static image beside its JSON;
-- no notebook stores widget state or weighs more than 2 MB;
+- no notebook stores widget state or weighs more than 2 MB; a widget output keeps its view
+  and a text/plain summary for a reader without a kernel;
 - every image a notebook or the README shows is committed (the README shows at least two);
 - every notebook's first code cell calls `setup_notebook`;
 - nothing a reader gets (the package, the notebooks, the README) points outside the repository.
@@ -47,7 +48,12 @@ def test_no_widget_state_and_small(committed):
     for cell in nb.cells:
         for out in cell.get("outputs", []):
             if WIDGET_VIEW in out.get("data", {}):
-                assert set(out["data"]) == {WIDGET_VIEW}, f"{path.name}: widget output kept data"
+                assert set(out["data"]) == {WIDGET_VIEW, "text/plain"}, (
+                    f"{path.name}: a widget output keeps its view and a text/plain summary only"
+                )
+                assert not re.match(r"\w+\(", "".join(out["data"]["text/plain"])), (
+                    f"{path.name}: a widget's text/plain is its repr, not a summary"
+                )
     assert path.stat().st_size <= MAX_BYTES, f"{path.name}: {path.stat().st_size:,} bytes"
 
 

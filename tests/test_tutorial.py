@@ -82,3 +82,28 @@ def test_count_layer_flops_matches_the_formulas():
         CausalDispatcherAttention, n, d, h, k
     ) == causal_dispatcher_flops(1, n, k, d, h)
     assert tutorial.count_layer_flops(CausalSelfAttention, n, d, h) == self_attention_flops(1, n, d)
+
+
+def test_key_search_latency_times_both_searches_per_size():
+    latency = tutorial.key_search_latency([4, 8], key_dim=8, k=2, c=2, users=3, repeats=1)
+    assert set(latency) == {"product keys", "brute force"}
+    assert all(len(ms) == 2 and all(t > 0 for t in ms) for ms in latency.values())
+
+
+def test_trained_model_trains_once_then_reuses_the_checkpoint(monkeypatch, tmp_path, capsys):
+    from elastic_edu.config import TrainConfig
+    from elastic_edu.data import leave_one_out, load_sequences
+    from tests.conftest import make_tiny_config
+
+    monkeypatch.setattr(tutorial, "data_dir", lambda: tmp_path)
+    data = load_sequences("synthetic", num_users=12, num_items=40, num_interests=2, seq_len=20,
+                          min_len=8, seed=0)  # fmt: skip
+    split = leave_one_out(data)
+    config = make_tiny_config("elastic-causal", num_items=data.num_items)
+    train = TrainConfig(epochs=1, batch_size=8, device="cpu")
+    first = tutorial.trained_model(config, train, split, "tiny.pt")
+    assert "trained 1 epochs" in capsys.readouterr().out and not first.training
+    again = tutorial.trained_model(config, train, split, "tiny.pt")
+    assert "loaded the model trained earlier" in capsys.readouterr().out
+    for a, b in zip(first.state_dict().values(), again.state_dict().values()):
+        torch.testing.assert_close(a, b)

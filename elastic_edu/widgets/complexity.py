@@ -25,6 +25,7 @@ from elastic_edu import viz
 from elastic_edu.bench import profile
 from elastic_edu.bench.config import measured_config
 from elastic_edu.models import build_model
+from elastic_edu.widgets.views import widget_bundle
 
 MODELS = ("SASRec", "ELASTIC")
 
@@ -172,7 +173,16 @@ class ComplexityExplorer:
         ) + f" (measured in {self.last_update_ms:.0f} ms)"  # fmt: skip
         return result
 
-    def _ipython_display_(self) -> None:
-        from IPython.display import display
+    def summary(self) -> str:
+        """The measured points in words: the text/plain fallback of the widget's output."""
 
-        display(self.widget)
+        def point(p):
+            return f"N={p['n']} {p['latency_ms']:.1f} ms {p['peak_mb']:.2f} MB"
+
+        rows = [
+            f"{name}: " + ", ".join(map(point, pts)) for name, pts in self.points.items() if pts
+        ]
+        return "Complexity explorer (live in JupyterLab). " + ("; ".join(rows) or "no point yet")
+
+    def _repr_mimebundle_(self, **kwargs) -> dict:
+        return widget_bundle(self.widget, self.summary())

@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 
 from elastic_edu.data.sequences import LOOSplit, SequenceData, leave_one_out
 from elastic_edu.widgets.interests import Inspection, inspect_history
-from elastic_edu.widgets.views import InspectorViews, copy_figure
+from elastic_edu.widgets.views import InspectorViews, copy_figure, widget_bundle
 
 
 class InterestInspector(InspectorViews):
@@ -147,10 +147,16 @@ class InterestInspector(InspectorViews):
             raise ValueError(f"head={head}: the model has {self.model.config.heads} heads")
         self.head_select.value = None if head is None else int(head)
 
-    def _ipython_display_(self) -> None:
-        from IPython.display import display
+    def summary(self) -> str:
+        """The current view in words: the text/plain fallback of the widget's output."""
+        ins, uid = self.inspection, self.data.user_ids[self.user]
+        rank = "" if ins.target_rank is None else f"; held-out item at rank {ins.target_rank}"
+        return (f"Interest inspector (live in JupyterLab), user {uid}: {len(ins.items)} history "
+                f"items, k={self.k} experts from memory slots {ins.slots.tolist()}; top "
+                f"{len(ins.top)} recommended item ids {ins.top.tolist()}{rank}")  # fmt: skip
 
-        display(self.widget)
+    def _repr_mimebundle_(self, **kwargs) -> dict:
+        return widget_bundle(self.widget, self.summary())
 
     # ----- checks --------------------------------------------------------------------------
     def _check_user(self, u: int) -> None:

@@ -22,6 +22,18 @@ def _color(index: int) -> str:
     return viz.PALETTE[int(index) % len(viz.PALETTE)]
 
 
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def widget_bundle(widget, text: str) -> dict:
+    """What a notebook stores for `widget`: its view reference (live in JupyterLab) and a
+    text/plain summary, which a reader without a kernel (GitHub, nbviewer, a saved copy whose
+    widget state is not stored) sees instead."""
+    bundle = dict(widget._repr_mimebundle_() or {})
+    bundle["text/plain"] = text
+    return bundle
+
+
 def copy_figure(target: go.FigureWidget, source: go.Figure) -> None:
     """Update `target` in place to show `source`'s traces, title, height, margins and legend.
 

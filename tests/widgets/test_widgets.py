@@ -22,6 +22,7 @@ from elastic_edu.widgets import (
     measure_point,
 )
 from elastic_edu.widgets.interests import window_items
+from elastic_edu.widgets.views import WIDGET_VIEW
 
 TRAINED_K = 4
 
@@ -275,3 +276,19 @@ def test_complexity_explorer_adds_points_in_place():
     explorer.measure(48)  # between the slider's stops: the slider gains the stop and moves there
     assert explorer.slider.value == 48 and 48 in explorer.slider.options
     assert [list(t.x) for t in fig.data] == [[32, 48, 64]] * 4  # measured once, not twice
+
+
+def test_widget_outputs_carry_a_text_summary(inspector, data):
+    """A saved notebook stores a widget's view and this text: what a reader without a kernel
+    sees (scripts/execute_notebooks.py keeps both)."""
+    bundle = inspector._repr_mimebundle_()
+    assert set(bundle) == {WIDGET_VIEW, "text/plain"}
+    assert bundle[WIDGET_VIEW]["model_id"] == inspector.widget.model_id
+    text = bundle["text/plain"]
+    assert f"user {data.user_ids[inspector.user]}" in text
+    assert str(inspector.inspection.slots.tolist()) in text
+    explorer = ComplexityExplorer(lengths=(16, 32), repeats=1)
+    assert "no point yet" in explorer._repr_mimebundle_()["text/plain"]
+    explorer.measure(16)
+    text = explorer._repr_mimebundle_()["text/plain"]
+    assert "SASRec: N=16" in text and "ms" in text and "MB" in text
