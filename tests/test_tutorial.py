@@ -43,3 +43,14 @@ def test_figures_carry_a_png_beside_the_json(restore_plotly):
     bundle = go.Figure(go.Scatter(x=[1, 2], y=[3, 1]))._repr_mimebundle_()
     assert "application/vnd.plotly.v1+json" in bundle
     assert bundle["image/png"]  # base64 PNG
+
+
+def test_accuracy_commands_follow_the_results_readme_template():
+    from elastic_edu.tutorial import accuracy_commands, load_reported
+
+    name, reported = load_reported("accuracy-ml-100k-cpu-amd-epyc.json")
+    lines = accuracy_commands(reported, name)
+    sasrec = "--models sasrec --seeds 0 1 2 --patience 20 --quiet --out T_sasrec.json"
+    assert any(x.endswith(sasrec) for x in lines)
+    assert all("--patience 20" in x for x in lines[:-1])
+    assert lines[-1].startswith("python scripts/merge_accuracy.py")
