@@ -108,17 +108,18 @@ viz.complexity_figure(core, "latency_ms", "train")
 # %% [markdown]
 # ## 3. Slopes and ratios
 #
-# `report.summarise` fits the slopes over the long end and takes each ELASTIC's ratios to each
-# SASRec (speed-up = SASRec's time / ELASTIC's; memory = ELASTIC's peak / SASRec's);
-# `report.crossover` finds the N from which ELASTIC is faster at every longer N.
+# `report.summarise` fits the slopes over N ≥ 2,048 (as the legends do) and takes each ELASTIC's
+# ratios to each SASRec (speed-up = SASRec's time / ELASTIC's; memory = ELASTIC's peak /
+# SASRec's); `report.crossover` finds the N from which ELASTIC is faster at every longer N.
 
 # %%
 largest = max(bench["settings"]["lengths"])
-summary = report.summarise(core, slope_from=4096, ratio_at=(8192, largest // 2, largest))
+summary = report.summarise(core, slope_from=2048, ratio_at=(8192, largest // 2, largest))
 print(report.format_summary(summary))
 for mode in ("inference", "train"):
     for base in ("sasrec-naive", "sasrec-sdpa"):
-        print(report.format_crossover(report.crossover(core, "elastic-causal-k8", base, mode)))
+        c = report.crossover(core, "elastic-causal-k8", base, mode)
+        print(report.format_crossover(c, at=(largest // 2, largest)))
 
 # %% [markdown]
 # What the file shows (AMD EPYC CPU, 2 threads, batch 4, d = 64, `results/bench-cpu-amd-epyc.json`):
