@@ -275,9 +275,9 @@ ok = check(
 # * At initialisation attention spreads over all N positions, so a single far key gets almost no
 #   gradient; a curriculum over distance (thinned noise, then the full task) makes it learnable.
 # * The committed study gives ELASTIC-bidir (non-causal) and SASRec the same wall-clock budget,
-#   SASRec at the longest N it trains as fast as ELASTIC (N = 256 when none is); section 3 prints, per file, whose window reaches the key and
-#   whose HR@1 rises above chance, with the curriculum and without it.
-#
+#   SASRec at the longest N it trains as fast as ELASTIC (N = 256 when none is); section 3
+#   prints, per file, whose window reaches the key and whose HR@1 rises above chance, with the
+#   curriculum and without it.
 # * The study of the causal ELASTIC is pending (its command is in section 3).
 #
 # Back on the core path, `07_inspecting_interests` opens a trained ELASTIC and looks at its
