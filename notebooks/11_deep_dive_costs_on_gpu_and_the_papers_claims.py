@@ -1,8 +1,9 @@
 # %% [markdown]
 # # 11 · Deep dive: costs on a GPU, compile and threads, and the paper's claims
 #
-# *Deep dive, off the core path. Reading time about 9 minutes (`scripts/reading_time.py`); runs
-# in under a minute on a CPU in quick mode, no GPU needed (it reads committed files only).*
+# *Deep dive, off the core path. Reading time about 11 minutes (`scripts/reading_time.py`); runs
+# in about a minute on a CPU in quick mode (committed files, then a small live benchmark), no GPU
+# needed.*
 #
 # Notebook 06 measured the recommended ELASTIC (`elastic-causal`) against SASRec on one CPU file.
 # This deep dive reads every other committed benchmark file: the GPU files, `torch.compile`, one
@@ -143,6 +144,46 @@ for name in [CPU, *GPU, COMPILE]:
 #   what *this* implementation does on *these* machines, not whether the paper's numbers hold.
 
 # %% [markdown]
+# ## 6. Measure it yourself
+#
+# The same benchmark, small enough for a notebook: `bench.run_bench` takes the arguments of
+# `python -m elastic_edu bench`. On a CPU each point runs in a fresh process (its peak memory is
+# its own). Timings depend on the machine and on whatever else it is doing: a demonstration of the
+# tool, not a measurement to quote.
+
+# %%
+from elastic_edu import bench
+
+LIVE_LENGTHS = [256, 512, 1024] if QUICK else [256, 1024, 4096]
+live = bench.run_bench(bench.BenchConfig.from_argv([
+    "--models", "sasrec-sdpa", "elastic-causal", "--k", "8", "--modes", "inference",
+    "--lengths", *map(str, LIVE_LENGTHS), "--batch", "2", "--repeats", "3", "--threads", "1",
+    "--device", str(setup.device), "--timeout", "60", "--seed", str(SEED),
+]))  # fmt: skip
+print(report.format_crossovers(live, at=(LIVE_LENGTHS[-1],)))
+
+# %% [markdown]
+# **Exercise.** From `live["points"]` (keys `model`, `n`, `mode`, `status`, `latency_ms`), find the
+# smallest measured N from which `elastic-causal-k8` is faster than `sasrec-sdpa` at that N and
+# every longer one (0 if none).
+
+# %%
+from elastic_edu.tutorial import check
+
+crossover_n = None  # your answer
+expected = report.crossover(live, "elastic-causal-k8", "sasrec-sdpa", "inference")["from_n"]
+ok = check("crossover N", crossover_n, expected or 0, hint="compare latency_ms at each n")
+
+# %% [markdown]
+# <details><summary>Solution</summary>
+#
+# ```python
+# lat = {(p["model"], p["n"]): p["latency_ms"] for p in live["points"] if p["status"] == "ok"}
+# faster = [lat[("elastic-causal-k8", n)] < lat[("sasrec-sdpa", n)] for n in LIVE_LENGTHS]
+# crossover_n = next((n for i, n in enumerate(LIVE_LENGTHS) if all(faster[i:])), 0)
+# ```
+# </details>
+#
 # ## Summary
 #
 # * The GPU files are small-model (d = 64, batch 4) measurements of the non-causal form from
