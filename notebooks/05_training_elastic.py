@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 05 · Training ELASTIC: objectives, baselines, the reported table, streaming
 #
-# *Reading time about 20 minutes (`scripts/reading_time.py`); two to five CPU minutes in quick mode,
+# *Reading time about 20 minutes (`scripts/reading_time.py`); two to three CPU minutes in quick mode,
 # no GPU needed.*
 #
 # Notebook 04 assembled the causal ELASTIC. Here we train it next to the baselines and ask the
@@ -23,9 +23,10 @@
 # ## Parameters
 #
 # **Quick mode** (`ELASTIC_EDU_QUICK=1`, what CI runs and the saved outputs show): small models
-# (d = 32, one layer), four epochs; a demonstration, never a result. **Without it** the cell below
-# trains the five labels of `VARIANTS` with the command line's defaults (`elastic_edu.config`:
-# d = 64, two layers, early stopping with patience 20), for the seeds in `SEEDS` (seed 0 only).
+# (d = 32, one layer), four epochs or half a minute each; a demonstration, never a result.
+# **Without it** the cell below trains the five labels of `VARIANTS` with the command line's
+# defaults (`elastic_edu.config`: d = 64, two layers, early stopping with patience 20), for the
+# seeds in `SEEDS` (seed 0 only).
 # That is *not* the reported table: that trained nine labels with seeds 0, 1 and 2, by the
 # commands section 4 prints from `results/accuracy-ml-100k-cpu-amd-epyc.json`.
 
@@ -45,7 +46,7 @@ VARIANTS = {
     "elastic-bidir:cloze": ("elastic-bidir", "cloze"),  # the paper's non-causal reading
 }
 QUICK_SETTINGS = dict(dim=32, heads=2, layers=1, max_len=50, num_experts=8, subkeys=16,
-                      candidates=8, key_dim=32, epochs=4, batch_size=256, lr=3e-3, max_minutes=1.0)  # fmt: skip
+                      candidates=8, key_dim=32, epochs=4, batch_size=256, lr=3e-3, max_minutes=0.5)  # fmt: skip
 SETTINGS = QUICK_SETTINGS if QUICK else {}  # {}: the command line's defaults
 SAMPLED_NEGATIVES = 100  # the sampled protocol many papers report
 EXAMPLE_USER = 0  # evaluated user whose recommendations we print
