@@ -397,3 +397,122 @@ def trained_model(model_config, train_config, split, name: str, *, reuse: bool =
     )
     print(f"trained {len(fitted.history)} epochs in {fitted.train_seconds:.0f} s")
     return fitted.model.eval()
+
+
+# ---- notebooks 05, 06, 10 and 11 ----
+# Reading committed results files (results/README.md names each one's command), so that a notebook
+# calls one function where it would otherwise hold the plumbing.
+
+
+def load_reported(pattern: str = "accuracy-ml-100k-cpu-*.json") -> tuple[str, dict] | None:
+    """The newest results file matching `pattern` (name, contents), or None when there is none."""
+    import json
+
+    root = repo_root()
+    found = (
+        sorted((root / "results").glob(pattern), key=lambda p: p.stat().st_mtime) if root else []
+    )  # noqa: E501
+    return (found[-1].name, json.loads(found[-1].read_text())) if found else None
+
+
+def _option(words: list[str], flag: str) -> list[str]:
+    """The words of a command line after `flag`, up to the next option."""
+    rest = words[words.index(flag) + 1 :]
+    return rest[: next((i for i, w in enumerate(rest) if w.startswith("-")), len(rest))]
+
+
+def accuracy_commands(reported: dict, name: str) -> list[str]:
+    """The commands that made an accuracy file, in results/README.md's template: one `compare`
+    per part (its labels, seeds and the patience its runs recorded), then the merge."""
+    import shlex
+
+    lines = []
+    for command in reported.get("commands") or []:
+        words = shlex.split(command)
+        models, seeds = _option(words, "--models"), _option(words, "--seeds")
+        patience = {r["config"]["train"]["patience"] for m in models for r in reported["runs"][m]}
+        part = Path(words[words.index("--out") + 1]).name
+        lines.append(f"python -m elastic_edu compare --dataset {reported['dataset']} --models "
+                     f"{' '.join(models)} --seeds {' '.join(seeds)} --patience "
+                     f"{'/'.join(map(str, sorted(patience)))} --quiet --out {part}")  # fmt: skip
+    if reported.get("merged_from"):
+        lines.append(f"python scripts/merge_accuracy.py {' '.join(reported['merged_from'])} "
+                     f"--out results/{name}")  # fmt: skip
+    return lines
+
+
+def best_label(reported: dict, prefix: str) -> str | None:
+    """The label with the highest mean test NDCG@10 among the file's models named prefix..."""
+    from elastic_edu.models import get_spec
+
+    summary = reported["summary"]
+    labels = [x for x in summary if get_spec(x.partition(":")[0]).name.startswith(prefix)]
+    return max(labels, key=lambda x: summary[x]["test"]["NDCG@10"]["mean"], default=None)
+
+
+def paired_from_file(reported: dict, a: str, b: str) -> dict:
+    """The file's paired test of a - b on each user's NDCG@10 (averaged over seeds), flipped
+    when stored as b - a, computed from the runs when the file lacks it."""
+    from elastic_edu.evaluation import paired_test, user_ndcg
+
+    stored = reported.get("paired", {})
+    if f"{a} vs {b}" in stored:
+        return stored[f"{a} vs {b}"]
+    if f"{b} vs {a}" in stored:
+        t = stored[f"{b} vs {a}"]
+        lo, hi = t["ci95"]
+        return {**t, "mean_diff": -t["mean_diff"], "ci95": [-hi, -lo],
+                "wins": t["losses"], "losses": t["wins"]}  # fmt: skip
+    runs = reported["runs"]
+    n = min(len(runs[a]), len(runs[b]))
+    return paired_test(user_ndcg(runs[a][:n]), user_ndcg(runs[b][:n]))
+
+
+def paired_sentence(a: str, b: str, test: dict) -> str:
+    """One line from a `paired_test` result for a - b: the interval, wins and losses, a verdict."""
+    lo, hi = test["ci95"]
+    verdict = (f"{a} ahead: the interval excludes 0" if lo > 0
+               else f"{b} ahead: the interval excludes 0" if hi < 0
+               else "the interval includes 0: no evidence of a difference")  # fmt: skip
+    return (f"{a} - {b}: NDCG@10 {test['mean_diff']:+.4f} (95% CI {lo:+.4f} .. {hi:+.4f}), wins "
+            f"{test['wins']}, losses {test['losses']}, sign test p = {test['sign_test_p']:.3g}: "
+            f"{verdict}")  # fmt: skip
+
+
+def interest_table(runs_by_label: dict) -> str:
+    """Per dispatcher model (mean over its runs): k, memory slots M, fraction of slots used, slot
+    entropy relative to uniform, and the assignment entropy as a number of equally used experts."""
+    lines = [f"{'model':<21}{'k':>4}{'M slots':>9}{'slots used':>12}{'slot entropy':>14}"
+             f"{'effective experts':>19}"]  # fmt: skip
+    for label, rs in runs_by_label.items():
+        stats = [r.get("interests") or {} for r in rs]
+        if not any(stats):
+            continue
+        mean = lambda part, key, stats=stats: (  # noqa: E731
+            float(np.mean(v)) if (v := [s[part][key] for s in stats if part in s]) else None
+        )
+        cell = lambda v, w, d: f"{v:>{w}.{d}f}" if v is not None else f"{'-':>{w}}"  # noqa: E731
+        model = rs[0]["config"]["model"]
+        slots = model["memory"]["subkeys"] ** 2 if "slots" in stats[0] else "-"
+        lines.append(f"{label:<21}{model['num_experts']:>4}{slots:>9}"
+                     f"{cell(mean('slots', 'fraction_used'), 12, 3)}"
+                     f"{cell(mean('slots', 'relative_entropy'), 14, 3)}"
+                     f"{cell(mean('assignments', 'effective_experts'), 19, 2)}")  # fmt: skip
+    return "\n".join(lines)
+
+
+def long_context_studies(pattern: str = "long-context-*.json") -> dict[str, dict]:
+    """The long-range study files in results/ (name -> file), each study part naming the ELASTIC
+    form it trained (``elastic_model``: from the study, else the file's settings, else
+    ``elastic-bidir``: files from before the option, commit 7dc3014, ran the non-causal form)."""
+    import json
+
+    root = repo_root()
+    out = {}
+    for path in sorted((root / "results").glob(pattern)) if root else []:
+        result = json.loads(path.read_text())
+        study = result["long_context"]
+        form = study.get("elastic_model") or result.get("settings", {}).get("elastic_model")
+        study["elastic_model"] = form or "elastic-bidir"
+        out[path.name] = result
+    return out

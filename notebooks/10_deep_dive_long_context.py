@@ -1,7 +1,10 @@
 # %% [markdown]
-# # 06 · Long context: what a cheap long history buys
+# # 10 · Deep dive: long context, what a cheap long history buys
 #
-# Notebook 05 measured that ELASTIC reads a long history for far less time and memory than
+# *Deep dive, off the core path. Reading time about 18 minutes (`scripts/reading_time.py`); runs
+# in seconds on a CPU (it reads committed study files; nothing trains), no GPU needed.*
+#
+# Notebook 06 measured that ELASTIC reads a long history for far less time and memory than
 # SASRec's quadratic attention. That is worth something only when the signal lies far back. This
 # notebook builds data where it does, shows why a model may fail to *use* a long window it can
 # afford to *read*, and reads the committed study that trained ELASTIC and SASRec on it.
@@ -15,7 +18,7 @@
 # 3. read the study files in `results/` (machine, budget, step times, HR@1 per seed) and say what
 #    they show and what they do not.
 #
-# **Assumes.** Notebook 05's reading of cost against N; HR@K from notebook 00 (HR@1: the held-out
+# **Assumes.** Notebook 06's reading of cost against N; HR@K from notebook 00 (HR@1: the held-out
 # item is the model's single best guess).
 #
 # **Paper or our decision?** The paper (arXiv 2408.09380, abstract only) claims that ELASTIC makes
@@ -43,16 +46,13 @@ NUM_PAIRS = 16  # key-answer pairs in the study files (chance HR@1 = 1 / NUM_PAI
 setup = setup_notebook(SEED)  # threads, seeds, device, figures; prints what it chose
 
 # %%
-import json
-
 import numpy as np
 from IPython.display import display
 
 from elastic_edu import viz
 from elastic_edu.data import item_interest_array, leave_one_out, load_sequences, thin_noise
-from elastic_edu.paths import repo_root
 from elastic_edu.training import DistanceCurriculum
-from elastic_edu.tutorial import check
+from elastic_edu.tutorial import check, long_context_studies
 
 # %% [markdown]
 # ## 1. The task: a key far back
@@ -92,7 +92,7 @@ print(f"test target: {toy.item_titles[target]} (pair {pair_of[target]}); the key
 #
 # A randomly initialised model attends about equally to all N positions, so at N = 2048 the key
 # receives about 1/2048 of each expert's attention and of the gradient. The study of section 3
-# trains ELASTIC at N = 2048 from the start as well (the row "ELASTIC, no curriculum") to show
+# trains ELASTIC at N = 2048 from the start as well (the row "ELASTIC-bidir (non-causal), no curriculum") to show
 # what that costs.
 # The fix is a curriculum over distance (`DistanceCurriculum`): train first on windows whose noise
 # is thinned (`thin_noise` drops each noise event with probability 1 − keep, keeping keys and
@@ -122,53 +122,58 @@ print(f"next stage when the accuracy over the last {curriculum.window} batches r
 # ## 3. The study
 #
 # `scripts/synthetic_studies.py --study long-context` (commands in `results/README.md`; each file
-# below names its machine and settings). ELASTIC reads N = `elastic_len`; SASRec gets the longest N
-# whose training step is no slower than ELASTIC's on the same machine (`sasrec_step_s` lists the
-# lengths tried); both train on random cuts at answer events for the same wall-clock budget and
-# the same curriculum (files without a `curriculum` entry predate it and trained on the full task
-# from the start). These are the reported results; this notebook only reads them, whichever files
-# `results/` holds.
+# below names its machine and settings). ELASTIC reads N = `elastic_len`. For SASRec the script
+# times a training step at N = 256, 512, ... and keeps the longest N whose step is no slower than
+# ELASTIC's; when even N = 256 is slower, SASRec still gets N = 256, the shortest it tries. Both
+# train on random cuts at answer events for the same wall-clock budget and the same curriculum
+# (files without a `curriculum` entry predate it). This notebook only reads the files.
 #
-# Which ELASTIC? The script's `--elastic-model` (stored in the file's `settings`) defaults to
-# `elastic-bidir`, the paper's non-causal reading, whose retrieval query reads the window. A file
-# without that setting was made before the causal form existed, when `elastic` named that same
-# non-causal model; the cell prints which form each file trained.
+# **Which ELASTIC?** The script's `--elastic-model` does default to `elastic-bidir`, the paper's
+# non-causal reading, and every committed study file was made before that option existed (commit
+# `7dc3014`), when `elastic` named that same non-causal model. So **all the long-range results
+# below are for ELASTIC-bidir (non-causal)**, and the figures and tables say so
+# (`viz.study_runs` names each file's form; a study now records it as `elastic_model`). The
+# study of the recommended causal ELASTIC is pending; it is
+# `python scripts/synthetic_studies.py --study long-context --elastic-model elastic-causal
+# --device cpu --users 256 --distance 1500 --elastic-len 2048 --batch 16 --minutes 6 --seed 0
+# --out results/long-context-cpu-amd-epyc-causal-d1500-seed0.json` (and `--distance 300
+# --elastic-len 512 --minutes 3` for `-causal-d300-`); once such files are in `results/`, the
+# cells below show them beside the non-causal ones.
 
 # %%
-root = repo_root()
-long_files = sorted((root / "results").glob("long-context-*.json")) if root else []
-studies = {}
-settings = {}
-for path in long_files:
-    result = json.loads(path.read_text())
-    study = result["long_context"]
-    studies[path.name], settings[path.name] = study, result.get("settings", {})
-    old = "the non-causal form (the file predates the name)"
-    form = settings[path.name].get("elastic_model", old)
-    print(
-        f"{path.name}: {result['device_name']}, seed {settings[path.name].get('seed', '?')}, "
-        f"distance {study['distance']}, {study['minutes']:g} min per model, ELASTIC = {form}, "
-        f"ELASTIC step {study['elastic_step_s']:.3f} s, SASRec steps {{N: s}} = "
-        f"{ {int(n): round(t, 3) for n, t in study['sasrec_step_s'].items()} }"
-    )
-    for name, run in study.items():
-        if isinstance(run, dict) and "HR@1" in run:
-            stages = run.get("curriculum", [1.0])
-            changes = run.get("stage_changes", [])
-            full = next((c["seconds"] for c in changes if c["keep"] == 1.0), None)
-            when = (
-                "full task from the start"
-                if len(stages) == 1
-                else f"full task from {full:.0f} s"
-                if full is not None
-                else "never reached the full task"
-            )
-            print(
-                f"  {viz.display_name(name):<23} N={run['max_len']:>4}  HR@1 {run['HR@1']:.3f}  "
-                f"HR@10 {run['test']['HR@10']:.3f}  {run['steps']:>5} steps  ({when})"
-            )
-if not long_files:
-    print("No results/long-context-*.json here: make one with the command in results/README.md")
+files = long_context_studies()  # name -> file, each study naming the ELASTIC form it trained
+
+
+def shown_name(model):
+    """A reader's name for a study run: its model, and whether it skipped the curriculum."""
+    base, _, tag = model.partition(":")
+    return viz.display_name(base) + (", no curriculum" if tag == "no-curriculum" else "")
+
+
+studies = {name: f["long_context"] for name, f in files.items()}
+settings = {name: f.get("settings", {}) for name, f in files.items()}
+for name, study in studies.items():
+    steps = {int(n): round(t, 3) for n, t in study["sasrec_step_s"].items()}
+    print(f"{name}: {files[name]['device_name']}, seed {settings[name].get('seed', '?')}, "
+          f"distance {study['distance']}, {study['minutes']:g} min per model; ELASTIC = "
+          f"{study['elastic_model']}, step {study['elastic_step_s']:.3f} s; SASRec steps "
+          f"{{N: s}} = {steps}, N = {study['sasrec_len']}")  # fmt: skip
+    for model, run in viz.study_runs(study).items():
+        stages, changes = run.get("curriculum", [1.0]), run.get("stage_changes", [])
+        full = next((c["seconds"] for c in changes if c["keep"] == 1.0), None)
+        when = ("full task from the start" if len(stages) == 1
+                else f"full task from {full:.0f} s" if full is not None
+                else "never reached the full task")  # fmt: skip
+        print(f"  {shown_name(model):<42} N={run['max_len']:>4}  HR@1 "
+              f"{run['HR@1']:.3f}  HR@10 {run['test']['HR@10']:.3f}  {run['steps']:>5} steps "
+              f"({when})")  # fmt: skip
+causal = [name for name, study in studies.items() if study["elastic_model"] == "elastic-causal"]
+print("causal ELASTIC studies:", causal or "none yet (pending: the command above)")
+
+# %% [markdown]
+# In `long-context-cpu-amd-epyc-d300.json` SASRec's step at N = 256 took 0.129 s against
+# ELASTIC's 0.117 s: slower, so by the rule it got the shortest N tried, 256, not an N "no slower
+# than ELASTIC's".
 
 # %% [markdown]
 # The files named `-curriculum*.json` repeat the distance-1500 study with other seeds (the seed,
@@ -178,9 +183,10 @@ if not long_files:
 seeds = {name: s for name, s in studies.items() if "-curriculum" in name}
 for model in ("elastic", "sasrec"):
     hr1 = np.array([s[model]["HR@1"] for s in seeds.values() if model in s])
+    form = {s["elastic_model"] for s in seeds.values()} if model == "elastic" else {model}
     if len(hr1):
         print(
-            f"{viz.display_name(model):<8} HR@1 over {len(hr1)} seeds: mean {hr1.mean():.3f}, "
+            f"{', '.join(map(viz.display_name, form)):<28} HR@1 over {len(hr1)} seeds: mean {hr1.mean():.3f}, "
             f"min {hr1.min():.3f}, max {hr1.max():.3f}  (chance {1 / NUM_PAIRS:.3f})"
         )
 
@@ -202,15 +208,13 @@ if shown:
 for name, study in studies.items():
     users = settings[name].get("users", 256)  # every user is tested (256: the script's default)
     print(f"{name} (distance {study['distance']}, {users} test users):")
-    for model, run in study.items():
-        if not (isinstance(run, dict) and "HR@1" in run):
-            continue
+    for model, run in viz.study_runs(study).items():
         chance = run["chance_HR@1"]
         spread = 3 * np.sqrt(chance * (1 - chance) / users)  # 3 standard deviations of a guesser
         reach = "reaches the key" if run["max_len"] >= study["distance"] else "cannot see the key"
         verdict = "above chance" if run["HR@1"] > chance + spread else "at chance"
         print(
-            f"  {viz.display_name(model):<23} N={run['max_len']:>4} {reach:<18} HR@1 "
+            f"  {shown_name(model):<42} N={run['max_len']:>4} {reach:<18} HR@1 "
             f"{run['HR@1']:.3f}: {verdict} (chance {chance:.3f} + {spread:.3f})"
         )
 
@@ -270,9 +274,11 @@ ok = check(
 #   its window reaches the key, and otherwise guesses among the answers.
 # * At initialisation attention spreads over all N positions, so a single far key gets almost no
 #   gradient; a curriculum over distance (thinned noise, then the full task) makes it learnable.
-# * The committed study gives ELASTIC and SASRec the same wall-clock budget, SASRec at the longest N
-#   it trains as fast as ELASTIC; section 3 prints, per file, whose window reaches the key and
-#   whose HR@1 rises above chance, with the curriculum and without it.
+# * The committed study gives ELASTIC-bidir (non-causal) and SASRec the same wall-clock budget,
+#   SASRec at the longest N it trains as fast as ELASTIC (N = 256 when none is); section 3
+#   prints, per file, whose window reaches the key and whose HR@1 rises above chance, with the
+#   curriculum and without it.
+# * The study of the causal ELASTIC is pending (its command is in section 3).
 #
-# Next, `07_inspecting_interests`: open a trained ELASTIC and look at its interests, one user at a
-# time.
+# Back on the core path, `07_inspecting_interests` opens a trained ELASTIC and looks at its
+# interests, one user at a time.

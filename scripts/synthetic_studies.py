@@ -147,6 +147,7 @@ def long_context(args, device) -> dict:
     chosen = chosen or ModelConfig(model="sasrec", max_len=256, attention="sdpa", **base)
     out = {
         "distance": args.distance,
+        "elastic_model": elastic.model,  # the form `elastic` names below (viz.study_runs)
         "elastic_step_s": budget,
         "sasrec_step_s": {str(k): v for k, v in timings.items()},
         "sasrec_len": chosen.max_len,

@@ -107,3 +107,14 @@ def test_trained_model_trains_once_then_reuses_the_checkpoint(monkeypatch, tmp_p
     assert "loaded the model trained earlier" in capsys.readouterr().out
     for a, b in zip(first.state_dict().values(), again.state_dict().values()):
         torch.testing.assert_close(a, b)
+
+
+def test_accuracy_commands_follow_the_results_readme_template():
+    from elastic_edu.tutorial import accuracy_commands, load_reported
+
+    name, reported = load_reported("accuracy-ml-100k-cpu-amd-epyc.json")
+    lines = accuracy_commands(reported, name)
+    sasrec = "--models sasrec --seeds 0 1 2 --patience 20 --quiet --out T_sasrec.json"
+    assert any(x.endswith(sasrec) for x in lines)
+    assert all("--patience 20" in x for x in lines[:-1])
+    assert lines[-1].startswith("python scripts/merge_accuracy.py")

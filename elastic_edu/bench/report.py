@@ -265,3 +265,96 @@ def format_summary(summary: dict) -> str:
                              + "".join(f"{f(q.get('speedup'), '.1f', 'x'):>9}" for q in x)
                              + "".join(f"{f(m, '.1f', '%'):>10}" for m in mem))  # fmt: skip
     return "\n".join(lines)
+
+
+def subset(bench: dict, labels: list[str]) -> dict:
+    """The bench with the points of `labels` only (and its settings' labels cut to them): a
+    figure or summary of the models a reader compares, from a file that measured more."""
+    keep = [x for x in labels if any(p["model"] == x for p in bench["points"])]
+    points = [p for p in bench["points"] if p["model"] in keep]
+    return {**bench, "points": points, "settings": {**bench.get("settings", {}), "labels": keep}}
+
+
+def command_of(bench: dict, name: str) -> str:
+    """The bench command line that reproduces file `name` from its stored settings (files from
+    before the registry name their models by the old labels: check them out at their commit)."""
+    s = bench["settings"]
+    compiled = [c for c in s.get("compile", ["off"]) if c != "off"]
+    return (f"python -m elastic_edu bench --models {' '.join(s['models'])} "
+            f"--k {' '.join(map(str, s['ks']))} --lengths {' '.join(map(str, s['lengths']))} "
+            f"--modes {' '.join(s['modes'])} --batch {s['batch']} --device {s['device']} "
+            f"--dtype {s['dtype']} --dim {s['dim']} --layers {s['layers']} --heads {s['heads']} "
+            f"--threads {s['threads']} --timeout {s['timeout']:g}"
+            + (f" --compile off {' '.join(compiled)}" if compiled else "")
+            + f" --out results/{name}")  # fmt: skip
+
+
+def describe(bench: dict, name: str) -> str:
+    """Where and how a bench file was made: machine, torch, sizes, how memory was read, which
+    model each label measured, and the command that reproduces it."""
+    s = bench["settings"]
+    labels = list(dict.fromkeys(p["model"] for p in bench["points"]))
+    status = {st: sum(p["status"] == st for p in bench["points"])
+              for st in dict.fromkeys(p["status"] for p in bench["points"])}  # fmt: skip
+    models = ", ".join(f"{x} = {bench_label_model(x)}" for x in labels)
+    return "\n".join([
+        f"{name}: {bench['device_name']} ({bench['device']}), torch {bench['torch']}, "
+        f"created {bench.get('created', '?')}",
+        f"  d={s['dim']}, {s['layers']} layers, {s['heads']} heads, batch {s['batch']}, "
+        f"{s['dtype']}, {s['threads']} CPU thread(s), N = {s['lengths']}; points: {status}",
+        f"  memory: {s.get('memory', '?')}",
+        f"  labels measured: {models}",
+        f"  made by: {command_of(bench, name)}",
+    ])  # fmt: skip
+
+
+def claims(bench: dict, mode: str = "inference") -> list[dict]:
+    """Each non-baseline label against each SASRec of the same compile tag at the longest N where
+    both finished: memory saved (1 - label / SASRec peak) and speed-up (SASRec / label time), the
+    two numbers the paper's "up to 90% less memory, 2.7x faster inference" are about; and the
+    longer N where SASRec failed (out of memory or time) while the label finished."""
+    pts = {(p["model"], p["n"]): p for p in bench["points"] if p["mode"] == mode}
+    labels = list(dict.fromkeys(p["model"] for p in bench["points"] if p["mode"] == mode))
+    rows = []
+    for label in (x for x in labels if not is_baseline(x)):
+        for base in (x for x in labels if is_baseline(x) and _tag(x) == _tag(label)):
+            ns = sorted(n for (m, n) in pts if m == label)
+            both = [n for n in ns if pts[(label, n)]["status"] == "ok"
+                    and pts.get((base, n), {}).get("status") == "ok"]  # fmt: skip
+            failed = [n for n in ns if pts[(label, n)]["status"] == "ok"
+                      and pts.get((base, n), {}).get("status") not in (None, "ok")]  # fmt: skip
+            if not both:
+                continue
+            a, b = pts[(label, both[-1])], pts[(base, both[-1])]
+            measured = a.get("peak_mb") and b.get("peak_mb")
+            saved = 1 - a["peak_mb"] / b["peak_mb"] if measured else None
+            rows.append({"label": label, "baseline": base, "mode": mode, "n": both[-1],
+                         "memory_saved": saved, "speedup": b["latency_ms"] / a["latency_ms"],
+                         "baseline_failed": {n: pts[(base, n)]["status"]
+                                             for n in failed}})  # fmt: skip
+    return rows
+
+
+def format_claims(bench: dict, mode: str = "inference") -> str:
+    """`claims` as lines, each saying plainly whether it reaches the paper's two figures."""
+    lines = []
+    for r in claims(bench, mode):
+        saved = r["memory_saved"]
+        mem = ("memory not measured" if saved is None
+               else f"{100 * saved:.1f}% less memory" if saved >= 0
+               else f"{-100 * saved:.1f}% MORE memory")  # fmt: skip
+        x = r["speedup"]
+        speed = f"{x:.2f}x faster" if x >= 1 else f"{1 / x:.2f}x SLOWER"
+        reach = [
+            "memory: "
+            + ("reaches" if saved is not None and saved >= 0.9 else "falls short of")
+            + " 90%",
+            "speed: " + ("reaches" if x >= 2.7 else "falls short of") + " 2.7x",
+        ]
+        failed = r["baseline_failed"].items()
+        fail = "".join(f"; SASRec {st} at N={n}, ELASTIC ran" for n, st in failed)
+        model = bench_label_model(r["label"])
+        name = r["label"] if r["label"].startswith(model) else f"{r['label']} (= {model})"
+        lines.append(f"{name} vs {r['baseline']} ({mode}, N={r['n']}): {mem}, {speed} "
+                     f"({', '.join(reach)}){fail}")  # fmt: skip
+    return "\n".join(lines)

@@ -29,7 +29,12 @@ from elastic_edu.viz.common import (
     loglog_slope,
     with_slope,
 )
-from elastic_edu.viz.costs import complexity_figure, loglog_figure, long_context_figure
+from elastic_edu.viz.costs import (
+    complexity_figure,
+    loglog_figure,
+    long_context_figure,
+    study_runs,
+)
 from elastic_edu.viz.training import bar_table, length_histogram, popularity_curve, training_curves
 from elastic_edu.viz.weights import (
     assignment_strip,
@@ -56,6 +61,7 @@ __all__ = [
     "length_ticks",
     "log_ticks",
     "long_context_figure",
+    "study_runs",
     "loglog_figure",
     "loglog_slope",
     "popularity_curve",

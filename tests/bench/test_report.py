@@ -105,3 +105,26 @@ def test_committed_bench_files_load_and_summarise(path):
 def test_loglog_slope_needs_two_positive_points():
     assert bench_report.loglog_slope([1, 2], [0.0, 1.0]) is None
     assert bench_report.loglog_slope([1, 2, 4], [3, 6, 12]) == pytest.approx(1.0)
+
+
+def test_subset_keeps_only_the_named_labels():
+    sub = bench_report.subset(_synthetic(), ["sasrec-sdpa", "elastic-k32", "absent"])
+    assert {p["model"] for p in sub["points"]} == {"sasrec-sdpa", "elastic-k32"}
+    assert sub["settings"]["labels"] == ["sasrec-sdpa", "elastic-k32"]
+
+
+def test_claims_at_the_longest_common_n_and_where_sasrec_failed():
+    rows = {(r["label"], r["baseline"]): r for r in bench_report.claims(_synthetic(), "train")}
+    naive = rows[("elastic-k32", "sasrec-naive")]
+    assert naive["n"] == 8192 and naive["baseline_failed"] == {}  # elastic has no 16384 point
+    assert naive["memory_saved"] == pytest.approx(1 - 5e-4 / (1e-5 * 8192))
+    assert naive["speedup"] == pytest.approx(1e-6 * 8192 / 1e-3)
+    text = bench_report.format_claims(_synthetic(), "train")
+    assert "elastic-k32 (= elastic-bidir) vs sasrec-naive" in text and "reaches 90%" in text
+
+
+def test_describe_names_the_models_and_the_command():
+    path = RESULTS / "bench-cpu-amd-epyc.json"
+    text = bench_report.describe(bench_report.load_results(path), path.name)
+    assert "elastic-causal-k8 = elastic-causal" in text
+    assert "--out results/bench-cpu-amd-epyc.json" in text
