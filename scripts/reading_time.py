@@ -102,7 +102,8 @@ def markdown(items: list[Cost]) -> str:
     for c in items:
         if c.name == "README":
             continue
-        what = ("**deep dive**: " if c.deep_dive else "") + c.title.replace("|", "\\|")
+        topic = re.sub(r"^deep dive\s*[:·-]\s*", "", c.title, flags=re.I).replace("|", "\\|")
+        what = ("**deep dive**: " if c.deep_dive else "") + topic
         rows.append(f"| [`{c.name}`](notebooks/{c.name}.ipynb) | {what} | {c.minutes:.0f} |")
     core, every = core_minutes(items), sum(c.minutes for c in items)
     rows.append(f"\nCore path, README included: {core:.0f} minutes; deep dives too: {every:.0f}.")

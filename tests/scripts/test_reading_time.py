@@ -77,3 +77,13 @@ def test_the_committed_core_path_fits_the_limit(reading):
     assert core <= reading.CORE_LIMIT, (
         f"core path {core:.0f} min > {reading.CORE_LIMIT}:\n" + reading.report(items)
     )
+
+
+def test_the_readme_table_is_the_measure(reading):
+    """The README's tutorial table is what `scripts/reading_time.py --markdown` prints today:
+    a notebook edited without re-running it (and pasting the table) fails here."""
+    table = reading.markdown(reading.costs(ROOT))
+    assert table in (ROOT / "README.md").read_text(), (
+        "README's tutorial table drifted: paste `python scripts/reading_time.py --markdown`:\n"
+        + table
+    )
