@@ -65,7 +65,7 @@ for name in GPU:
     print(f"== {name}\n{report.format_summary(report.summarise(files[name]))}\n")
 
 # %% [markdown]
-# On the GPU at d = 64 the non-causal ELASTIC's latency is almost flat (slope well below 1): the
+# On the GPU at d = 64 ELASTIC-bidir's (non-causal) latency is almost flat (slope well below 1): the
 # card is nowhere near busy at these sizes, so fixed launch costs dominate. In fp32 fused SASRec
 # (SDPA) is faster than ELASTIC up to N = 4,096 and slower at 8,192; in bf16 it stays faster
 # (section 5). ELASTIC's memory is about 92% of fused SASRec's: flash attention stores no N × N
@@ -131,7 +131,7 @@ for name in [CPU, *GPU, COMPILE]:
 # **Where our measurement falls short, plainly.**
 #
 # * The paper's figures are about GPU memory and GPU inference. Our only GPU files measured the
-#   non-causal ELASTIC at d = 64: the recommended `elastic-causal` has **no GPU measurement**
+#   ELASTIC-bidir (non-causal) at d = 64: the recommended `elastic-causal` has **no GPU measurement**
 #   yet, and no file at the paper's (unknown) model sizes.
 # * Against naive attention every file clears both figures at long N. Against fused attention
 #   (SDPA), the fair modern baseline, the GPU files show ELASTIC-bidir saving 8% (fp32) or 7% (bf16)
