@@ -15,10 +15,10 @@ The layer needs only two contractions of A_e(t), never the (n, e, d) tensor itse
 
 As chunked linear attention does (GLA, Yang et al. ICML 2024; RetNet's chunkwise form; Mamba-2's
 SSD), split the window into J chunks of C positions. Chunk j starts after tau_j items and has
-the reference R_je = r_je + lambda_e tau_j, where r_je is the running maximum of the content
-scores up to chunk j (own entry included). Relative to it:
+the reference R_je = r_je + lambda_e tau_j, the running maximum of the scores a_es up to the end
+of chunk j (own entry included), as the streaming step keeps it. Relative to it:
 
-    key weights        u_se = exp(c_se - r_je + lambda_e (tau_s - tau_j))  in [0, e^{lambda C}]
+    key weights        u_se = exp(c_se - r_je + lambda_e (tau_s - tau_j))  in [0, 1]
     carried state      S_je = exp(a_e0 - R_je) v_e0 + sum_{s before chunk j} exp(a_es - R_je) v_s
                        and Z_je the same with 1 for v: one (d + 1)-vector per expert
     state update       S_{j+1} = exp(R_j - R_{j+1}) (S_j + sum_{s in chunk j} u_s v_s)
@@ -35,10 +35,15 @@ Cost per chunk O(C e d + C^2 (e + d)); memory O(n (e + d + C) + J e d): no (n, e
 The products within chunks run for all chunks at once as batched matrix products; only the
 carry of the J small (e, d + 1) states is a scan, in two levels of about sqrt(J) steps.
 
-Ranges in float32: every decay exp(R_j - R_{j+1}) <= 1; u <= e^{MAX_RATE C} = e^64 (hence C is
-at most 32 positions); den_te >= u_te >= exp(c_te - r_je), so the denominators stay normal unless
-the content scores of one window spread over about 80, which only diverged weights do. The
-kernel runs in float32 even under autocast (float64 inputs stay float64).
+Ranges in float32: every decay exp(R_j - R_{j+1}) <= 1 and every u <= 1; den_te >= the largest
+term up to t, exp(max_{s<=t} a_es - R_je), which is small only when a score rises steeply later
+in the same chunk; it stays normal unless that rise exceeds about 87 (float32's range), and the
+read D / den is formed as D exp(-log den) so that backward never divides by den twice. (The
+reference was once the running maximum of the content scores alone: an item that scored high
+long ago then held it far above every later term, and training diverged on the long-range
+task.) At padding den is 1, the dispatch weights and the read 0: a padded position reads
+nothing. C is at most 32 positions. The kernel runs in float32 even under autocast (float64
+inputs stay float64).
 
 A window can also be fed in slices, each starting from the `Carry` the previous one left
 (state, reference, running maximum, items seen): inference on long windows holds one slice's
@@ -57,7 +62,7 @@ from einops import einsum, rearrange, repeat
 from torch.utils.checkpoint import checkpoint
 
 MAX_RATE = 2.0  # the largest recency rate: an item weighs e^2 times the one before it
-CHUNK = 32  # the longest chunk: u <= e^(MAX_RATE * CHUNK) = e^64 stays far from float32's e^88
+CHUNK = 32  # the longest chunk: a recency rise MAX_RATE * CHUNK = 64 within it stays below e^87
 RECOMPUTE_FROM = 4 * CHUNK  # training on longer windows recomputes the chunk products in backward
 
 
@@ -78,7 +83,8 @@ class Carry:
     """Where a window stands after some of its positions.
 
     state (b, h, e, d + 1): the weighted sums of the values, then of 1 (the normaliser), relative
-    to exp(top + rate * start); top (b, h, e): the running maximum of the content scores;
+    to exp(top + rate * start); top (b, h, e): the running maximum of the scores, less
+    rate * start;
     start (b,): the item count the reference is taken at; tau (b,): the items seen.
     """
 
@@ -127,7 +133,8 @@ def causal_dispatch(
     padding; terms: the window's experts; carry: where earlier positions left the window (None:
     nothing before). dropout: on the dispatch weights (0 at evaluation).
     Returns out (b, h, n, d) = sum_e D_te A_e(t), the dispatch weights D (b, h, n, e) before
-    dropout, and the carry after the last position. Runs in float32 even under autocast.
+    dropout (0 at padding), and the carry after the last position. Runs in float32 even under
+    autocast.
     """
     dtype = torch.float64 if keys.dtype == torch.float64 else torch.float32
     size = chunk or chunk_size(keys.shape[2])
@@ -174,13 +181,15 @@ def _dispatch(keys, values, route, gate, pad, terms: ExpertTerms, carry: Carry, 
     start = torch.cat([rearrange(carry.tau, "b -> b 1"), time[:, size - 1 : -1 : size]], dim=1)
     offset = rearrange(time, "b (j c) -> b j c", c=size) - rearrange(start, "b j -> b j 1")
 
-    # references R_je = r_je + lambda_e tau_j: r the running maximum of the content scores
-    with torch.no_grad():
-        top = torch.maximum(content.amax(dim=3), rearrange(carry.top, "b h e -> b h 1 e"))
-        r = torch.cummax(top, dim=2).values  # (b, h, j, e)
+    # references R_je = r_je + lambda_e tau_j: the running maximum of the scores a_es themselves
+    # (recency included), as the streaming step keeps it; r_je is that maximum less lambda_e tau_j
     rate = rearrange(terms.rate, "b h e -> b h 1 1 e")
-    u = content.sub_(rearrange(r, "b h j e -> b h j 1 e"))  # (b, h, j, c, e)
-    u = u.addcmul_(rate, rearrange(offset.to(keys.dtype), "b j c -> b 1 j c 1")).exp_()
+    recency = rate * rearrange(
+        offset.to(keys.dtype), "b j c -> b 1 j c 1"
+    )  # lambda (tau_s - tau_j)
+    with torch.no_grad():
+        r = running_reference(content + recency, start, carry, terms.rate)  # (b, h, j, e)
+    u = content.sub_(rearrange(r, "b h j e -> b h j 1 e")).add_(recency).exp_()  # (b, h, j, c, e)
 
     # the states entering each chunk, (b, h, j, e, d + 1): the last column is the normaliser Z
     ones = values.new_ones(values.shape[:-1] + (1,))
@@ -192,18 +201,44 @@ def _dispatch(keys, values, route, gate, pad, terms: ExpertTerms, carry: Carry, 
     after = Carry(state=states[:, :, -1] + chunk_sums[:, :, -1], top=r[:, :, -1],
                   start=start[:, -1], tau=time[:, -1])  # fmt: skip
 
-    # within each chunk: den, the gate term g_t . A_e(t), the dispatch weights, the read
+    # within each chunk: den, the gate term g_t . A_e(t), the dispatch weights, the read; at
+    # padding den is 1 and the read 0 (a tiny den there, whose output nothing uses, would
+    # overflow the backward pass, which divides by den twice)
     den = u.cumsum(dim=3).add_(rearrange(norm, "b h j e -> b h j 1 e"))  # (b, h, j, c, e)
+    padded = rearrange(pad, "b (j c) -> b 1 j c 1", c=size)
+    den = den.masked_fill(padded, 1.0)
     gv = einsum(gate, values, "b h j c d, b h j s d -> b h j c s").tril_()  # s <= t
     gated = einsum(gate, carried, "b h j c d, b h j e d -> b h j c e")
     gated = (gated + einsum(gv, u, "b h j c s, b h j s e -> b h j c e")) / den
-    dispatch = gated.add_(sim).mul_(d**-0.5).softmax(dim=-1)  # (b, h, j, c, e)
-    read = (F.dropout(dispatch, dropout) if dropout else dispatch) / den
+    dispatch = gated.add_(sim).mul_(d**-0.5).softmax(dim=-1).masked_fill(padded, 0.0)
+    # D / den as D * exp(-log den): autograd's division would form D / den^2 in backward, past
+    # float32's range once den is below e^-44 (a score rising steeply later in the chunk)
+    read = (F.dropout(dispatch, dropout) if dropout else dispatch) * torch.exp(-den.log())
+    read = read.masked_fill(padded, 0.0)
     mixed = einsum(read, u, "b h j c e, b h j s e -> b h j c s").tril_()
     out = einsum(read, carried, "b h j c e, b h j e d -> b h j c d")
     out = out.add_(einsum(mixed, values, "b h j c s, b h j s d -> b h j c d"))
     out = rearrange(out, "b h j c d -> b h (j c) d")[:, :, lead:]
     return out, rearrange(dispatch, "b h j c e -> b h (j c) e")[:, :, lead:], after
+
+
+def running_reference(scores, start, carry: Carry, rate) -> torch.Tensor:
+    """r_je with R_je = r_je + lambda_e tau_j the largest score a_es = c_es + lambda_e tau_s of
+    the carry and of every position up to the end of chunk j (padding: -inf).
+
+    scores (b, h, j, c, e) the scores relative to their chunk's start, c_es + lambda_e (tau_s -
+    tau_j); start (b, j) tau_j; carry.top relative to carry.start; rate (b, h, e) -> (b, h, j, e).
+    The maximum is taken relative to carry.start (at most the window's length of items away), so
+    float32 rounds it to a few thousandths at worst: any reference is exact as long as every term
+    uses the same one, and each is at most about 1 times the largest term. Compared with the
+    running maximum of the content scores alone, an item that scored high long ago (its weight
+    decayed since) no longer holds the reference far above every term of a later chunk, whose
+    normaliser could then underflow (the long-range task hit this: a key 300 events back).
+    """
+    since = (start - rearrange(carry.start, "b -> b 1")).to(scores.dtype)  # (b, j)
+    shift = einsum(since, rate, "b j, b h e -> b h j e")  # lambda_e (tau_j - tau_carry)
+    peak = torch.maximum(scores.amax(dim=3) + shift, rearrange(carry.top, "b h e -> b h 1 e"))
+    return torch.cummax(peak, dim=2).values - shift
 
 
 def carry_states(first, chunk_sums, top, start, rate) -> torch.Tensor:

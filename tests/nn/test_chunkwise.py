@@ -175,6 +175,32 @@ def test_gradients_match_autograd_of_the_materialised_computation(n):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
 
 
+def test_an_old_item_that_scored_high_leaves_the_gradients_finite_and_exact():
+    """The long-range task's divergence, in small: one item near the start scores about 60
+    above the rest for expert 0, whose steep recency rate then decays it. A reference kept at
+    the running maximum of the content scores alone stayed 60 above every later term, so their
+    normalisers fell to e^-60 and the backward pass (which divides by them twice) overflowed
+    float32 into NaN. Row 1 starts after two chunks of padding; n recomputes in backward."""
+    n, first = RECOMPUTE_FROM + 32, 70
+    args = list(random_inputs(n=n, seed=5))
+    keys, pad, terms = args[0], args[4], args[5]
+    q = terms.query[:, :, 0]  # (b, h, d): expert 0 scores c = q . k / sqrt(d) = 60 there
+    keys[:, :, first] = q * 120 / rearrange((q * q).sum(-1), "b h -> b h 1")
+    terms.rate[:, :, 0] = MAX_RATE
+    leaves64 = [a.requires_grad_() for a in args[:4]]
+    f32 = [a.detach().float().requires_grad_() for a in args[:4]]
+    terms32 = ExpertTerms(*(t.float() for t in vars(terms).values()))
+    weights = torch.randn(2, 2, n, 4, dtype=torch.float64)
+    real = rearrange(~pad, "b n -> b 1 n 1")
+    fast, _, _ = causal_dispatch(*f32, pad, terms32)
+    slow, _ = materialised(*args)
+    g_fast = torch.autograd.grad((fast * weights.float() * real).sum(), f32)
+    g_slow = torch.autograd.grad((slow * weights * real).sum(), leaves64)
+    for a, b in zip(g_fast, g_slow):
+        assert torch.isfinite(a).all()
+        torch.testing.assert_close(a.double(), b, rtol=1e-3, atol=1e-4)
+
+
 def test_gradcheck_of_the_kernel():
     keys, values, route, gate, pad, terms = random_inputs(b=1, h=1, n=9, e=2, d=3, seed=2)
     leaves = [keys, values, route, gate, *vars(terms).values()]
