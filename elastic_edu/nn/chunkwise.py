@@ -38,7 +38,7 @@ carry of the J small (e, d + 1) states is a scan, in two levels of about sqrt(J)
 Ranges in float32: every decay exp(R_j - R_{j+1}) <= 1 and every u <= 1; den_te >= the largest
 term up to t, exp(max_{s<=t} a_es - R_je), which is small only when a score rises steeply later
 in the same chunk; it stays normal unless that rise exceeds about 87 (float32's range), and the
-read D / den is formed as D exp(-log den) so that backward never divides by den twice. (The
+read D / den has a backward that never divides by den twice (`Divide`). (The
 reference was once the running maximum of the content scores alone: an item that scored high
 long ago then held it far above every later term, and training diverged on the long-range
 task.) At padding den is 1, the dispatch weights and the read 0: a padded position reads
@@ -184,12 +184,10 @@ def _dispatch(keys, values, route, gate, pad, terms: ExpertTerms, carry: Carry, 
     # references R_je = r_je + lambda_e tau_j: the running maximum of the scores a_es themselves
     # (recency included), as the streaming step keeps it; r_je is that maximum less lambda_e tau_j
     rate = rearrange(terms.rate, "b h e -> b h 1 1 e")
-    recency = rate * rearrange(
-        offset.to(keys.dtype), "b j c -> b 1 j c 1"
-    )  # lambda (tau_s - tau_j)
-    with torch.no_grad():
-        r = running_reference(content + recency, start, carry, terms.rate)  # (b, h, j, e)
-    u = content.sub_(rearrange(r, "b h j e -> b h j 1 e")).add_(recency).exp_()  # (b, h, j, c, e)
+    scores = content.addcmul_(rate, rearrange(offset.to(keys.dtype), "b j c -> b 1 j c 1"))
+    with torch.no_grad():  # scores: c_es + lambda_e (tau_s - tau_j), a_es relative to chunk j
+        r = running_reference(scores, start, carry, terms.rate)  # (b, h, j, e)
+    u = scores.sub_(rearrange(r, "b h j e -> b h j 1 e")).exp_()  # (b, h, j, c, e)
 
     # the states entering each chunk, (b, h, j, e, d + 1): the last column is the normaliser Z
     ones = values.new_ones(values.shape[:-1] + (1,))
@@ -206,20 +204,34 @@ def _dispatch(keys, values, route, gate, pad, terms: ExpertTerms, carry: Carry, 
     # overflow the backward pass, which divides by den twice)
     den = u.cumsum(dim=3).add_(rearrange(norm, "b h j e -> b h j 1 e"))  # (b, h, j, c, e)
     padded = rearrange(pad, "b (j c) -> b 1 j c 1", c=size)
-    den = den.masked_fill(padded, 1.0)
+    den = den.masked_fill_(padded, 1.0)
     gv = einsum(gate, values, "b h j c d, b h j s d -> b h j c s").tril_()  # s <= t
     gated = einsum(gate, carried, "b h j c d, b h j e d -> b h j c e")
     gated = (gated + einsum(gv, u, "b h j c s, b h j s e -> b h j c e")) / den
     dispatch = gated.add_(sim).mul_(d**-0.5).softmax(dim=-1).masked_fill(padded, 0.0)
-    # D / den as D * exp(-log den): autograd's division would form D / den^2 in backward, past
-    # float32's range once den is below e^-44 (a score rising steeply later in the chunk)
-    read = (F.dropout(dispatch, dropout) if dropout else dispatch) * torch.exp(-den.log())
-    read = read.masked_fill(padded, 0.0)
+    read = Divide.apply(F.dropout(dispatch, dropout) if dropout else dispatch, den)  # 0 at pad
     mixed = einsum(read, u, "b h j c e, b h j s e -> b h j c s").tril_()
     out = einsum(read, carried, "b h j c e, b h j e d -> b h j c d")
     out = out.add_(einsum(mixed, values, "b h j c s, b h j s d -> b h j c d"))
     out = rearrange(out, "b h j c d -> b h (j c) d")[:, :, lead:]
     return out, rearrange(dispatch, "b h j c e -> b h (j c) e")[:, :, lead:], after
+
+
+class Divide(torch.autograd.Function):
+    """x / y, whose backward forms y's gradient as (g x / y) / y, never g x / y^2: y (a
+    normaliser den) may be as small as e^-87 in float32 and x / y as large as 1 / y, where
+    autograd's division would overflow by squaring y."""
+
+    @staticmethod
+    def forward(ctx, x, y):
+        out = x / y
+        ctx.save_for_backward(y, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        y, out = ctx.saved_tensors
+        return grad / y, -(grad * out) / y
 
 
 def running_reference(scores, start, carry: Carry, rate) -> torch.Tensor:
