@@ -192,6 +192,7 @@ def cost() -> str:
         ("bench-cpu-amd-epyc-compile.json", "torch.compile"),
         ("bench-cpu-amd-epyc-1thread.json", "one torch thread"),
         ("bench-cpu-amd-epyc-b32.json", "batch 32"),
+        ("bench-cpu-amd-epyc-8192.json", "N = 8192 after the kernel's reference fix"),
     ):
         bench = load(name)
         if bench is None:
@@ -199,6 +200,8 @@ def cost() -> str:
         out += [f"### {what}: `results/{name}`", "", f"    {bench_command(bench)}", ""]
         for mode in bench["settings"]["modes"]:
             out += [f"{mode}:", "", cost_table(bench, mode), ""]
+        if name.endswith("-8192.json"):
+            out += [ratio_table(bench), ""]
     return "\n".join(out)
 
 
