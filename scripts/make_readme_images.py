@@ -96,15 +96,16 @@ def accuracy(path: Path | None) -> None:
 
 
 def long_range() -> None:
-    studies = []
-    for suffix in ("-d300.json", "-curriculum.json"):
-        found = sorted(RESULTS.glob(f"long-context-*{suffix}"))
-        studies += [json.loads(p.read_text())["long_context"] for p in found]
+    """The recommended causal ELASTIC's long-range studies, seed 0 of each distance."""
+    names = ("long-context-cpu-amd-epyc-causal-d300-seed0.json",
+             "long-context-cpu-amd-epyc-causal-d1500-seed0.json")  # fmt: skip
+    studies = [json.loads((RESULTS / n).read_text())["long_context"] for n in names
+               if (RESULTS / n).exists()]  # fmt: skip
     if not studies:
-        print("no results/long-context-*.json: long-range chart skipped")
+        print("no results/long-context-cpu-amd-epyc-causal-*.json: long-range chart skipped")
         return
     fig = viz.long_context_figure(studies)
-    source = "results/long-context-cpu-amd-epyc-d300.json and -curriculum.json (AMD EPYC CPU)"
+    source = "results/long-context-cpu-amd-epyc-causal-d{300,1500}-seed0.json (AMD EPYC CPU)"
     fig.update_layout(title_text=f"{fig.layout.title.text}<br><sup>{source}</sup>")
     write(fig, "long-range-recall.png")
 
