@@ -392,7 +392,7 @@ def tuned() -> str:
                 display_name(model),
                 f"{t['trials']['complete']} / {t['trials']['pruned']}",
                 f"{t['seconds']['total'] / 60:.0f}",
-                f"{best.get('value', float('nan')):.4f}",
+                f"{best.get('valid_NDCG@10', best.get('value', float('nan'))):.4f}",
                 params,
                 f"`results/tune-{model}-ml-100k-cpu-amd-epyc.json`",
             ]
@@ -403,7 +403,11 @@ def tuned() -> str:
         "at most 50 epochs) and pruned by the median rule on its validation NDCG@10 curve after "
         "5 epochs; "
         "tuning reads validation users only. One torch thread per study, two studies at a "
-        f"time on the {CPU}.",
+        f"time on the {CPU}. Minutes: the trials' wall-clock seconds summed, as run beside "
+        "other work (the ELASTIC and SASRec studies were also paused for about 45 minutes during "
+        "the long-range studies and a bench): an upper bound, not a speed figure. "
+        "The ELASTIC study ran the chunkwise kernel before its reference fix (docs/DESIGN.md, "
+        "decision 5: same mathematics, other rounding).",
         "",
         "    python -m elastic_edu tune --model MODEL --dataset ../shared/data/ml-100k "
         "--trials 20 --seed 0 --epochs 50 --patience 5 --prune-warmup 5 --device cpu "
