@@ -200,8 +200,8 @@ def _dispatch(keys, values, route, gate, pad, terms: ExpertTerms, carry: Carry, 
                   start=start[:, -1], tau=time[:, -1])  # fmt: skip
 
     # within each chunk: den, the gate term g_t . A_e(t), the dispatch weights, the read; at
-    # padding den is 1 and the read 0 (a tiny den there, whose output nothing uses, would
-    # overflow the backward pass, which divides by den twice)
+    # padding den is 1 (it can underflow to 0 there, where no item of the chunk is yet counted)
+    # and the dispatch weights and the read are 0
     den = u.cumsum(dim=3).add_(rearrange(norm, "b h j e -> b h j 1 e"))  # (b, h, j, c, e)
     padded = rearrange(pad, "b (j c) -> b 1 j c 1", c=size)
     den = den.masked_fill_(padded, 1.0)
@@ -242,7 +242,7 @@ def running_reference(scores, start, carry: Carry, rate) -> torch.Tensor:
     tau_j); start (b, j) tau_j; carry.top relative to carry.start; rate (b, h, e) -> (b, h, j, e).
     The maximum is taken relative to carry.start (at most the window's length of items away), so
     float32 rounds it to a few thousandths at worst: any reference is exact as long as every term
-    uses the same one, and each is at most about 1 times the largest term. Compared with the
+    uses the same one, and every u is then at most about 1. Compared with the
     running maximum of the content scores alone, an item that scored high long ago (its weight
     decayed since) no longer holds the reference far above every term of a later chunk, whose
     normaliser could then underflow (the long-range task hit this: a key 300 events back).
